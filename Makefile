@@ -1,0 +1,69 @@
+# One task file; CI runs `make test` (via .ci/run). Everything installs from the package registries.
+PY ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: help setup models models-llm ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer clean
+
+help:
+	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
+	@echo "make test       - set up everything, run all tests (real-model tests included)"
+	@echo "make test-fast  - tests that need no model files"
+	@echo "make lint | typecheck | bench | clean"
+
+$(PYTHON):
+	$(PY) -m venv $(VENV)
+
+# torch first and pinned: the CPU wheel lies on disk; any other spec pulls a CUDA build of several GB
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet torch==2.13.0
+	$(PYTHON) -m pip install --quiet -e '.[dev,eval]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(PYTHON) -m rag models
+
+models-llm: setup
+	$(PYTHON) -m rag models --llm
+
+ingest: models
+	$(PYTHON) -m ingest data/
+
+run: ingest
+	$(PYTHON) app.py
+
+test: models
+	$(PYTHON) -m pytest
+
+test-fast: setup
+	$(PYTHON) -m pytest -m "not slow and not llm and not browser"
+
+lint: setup
+	$(VENV)/bin/ruff check rag ingest eval tests app.py
+	$(VENV)/bin/ruff format --check rag ingest eval tests app.py
+
+typecheck: setup
+	$(VENV)/bin/mypy rag ingest eval app.py
+
+bench: bench-ingest bench-retrieval
+
+bench-ingest: models
+	$(PYTHON) -m eval bench-ingest
+
+bench-retrieval: models
+	$(PYTHON) -m eval bench-retrieval
+
+bench-eval: models
+	$(PYTHON) -m eval bench-korquad
+
+bench-answer: models
+	$(PYTHON) -m eval bench-answer
+
+clean:
+	rm -rf storage reports .pytest_cache .mypy_cache .ruff_cache

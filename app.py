@@ -1,0 +1,255 @@
+"""HTTP API (`/v1/...`) and the chat page (`/`), both thin over one RagService.
+
+`create_app(service)` builds the app (tests hand in a service with fakes); `main()` runs it with the
+host and port from settings.
+"""
+
+from __future__ import annotations
+
+from rag.cli import limit_native_threads
+
+limit_native_threads()
+
+import logging  # noqa: E402
+import secrets  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from fastapi import Depends, FastAPI, Request, UploadFile  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
+
+from rag.cli import configure_logging  # noqa: E402
+from rag.config import get_settings  # noqa: E402
+from rag.errors import InputError, RagError  # noqa: E402
+from rag.service import RagService  # noqa: E402
+from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
+
+logger = logging.getLogger("app")
+
+
+# ---- request and response bodies ---------------------------------------------------------------------
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    question: str = Field(min_length=1, max_length=2000)
+    top_k: int | None = Field(None, ge=1, le=100)
+    filters: SearchFilters | None = None
+    history: list[ChatTurn] = Field(default_factory=list, max_length=50)
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question is blank")
+        return value
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = Field(min_length=1, max_length=2000)
+    top_k: int | None = Field(None, ge=1, le=100)
+    filters: SearchFilters | None = None
+
+
+class SearchHit(BaseModel):
+    doc_id: str
+    chunk_id: str
+    title: str | None
+    url: str | None
+    date: str | None
+    text: str
+    score: float
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> SearchHit:
+        chunk = hit.chunk
+        return cls(
+            doc_id=chunk.article_id,
+            chunk_id=chunk.id,
+            title=chunk.title,
+            url=chunk.url,
+            date=chunk.date.isoformat() if chunk.date else None,
+            text=chunk.text,
+            score=hit.score,
+        )
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+# ---- the app -----------------------------------------------------------------------------------------
+
+
+def create_app(service: RagService | None = None, *, with_ui: bool = True) -> FastAPI:
+    service = service or RagService(get_settings())
+    settings = service.settings
+    # one request at a time reaches the models and the embedded store: 2 cores, one file lock
+    service_lock = threading.Lock()
+    app = FastAPI(title="Policy news QA", version="0.1.0", description="Answers with citations to exact sentences.")
+    app.state.service = service
+
+    def require_api_key(request: Request) -> None:
+        expected = settings.api.key.get_secret_value() if settings.api.key else ""
+        if not expected:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
+            raise StarletteHTTPException(status_code=401, detail="missing or wrong API key (Authorization: Bearer <key>)")
+
+    _install_error_handlers(app)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        with service_lock:
+            ready = service.is_ready()
+        if ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(error_body("not_ready", "store or models not loaded yet"), status_code=503)
+
+    @app.post("/v1/answer", response_model=Answer, dependencies=[Depends(require_api_key)])
+    def answer(request: AnswerRequest) -> Answer:
+        with service_lock:
+            return service.answer(request.question, top_k=request.top_k, filters=request.filters, history=request.history)
+
+    @app.post("/v1/search", response_model=SearchResponse, dependencies=[Depends(require_api_key)])
+    def search(request: SearchRequest) -> SearchResponse:
+        with service_lock:
+            hits = service.search(request.query, top_k=request.top_k, filters=request.filters)
+        return SearchResponse(hits=[SearchHit.from_hit(hit) for hit in hits])
+
+    @app.post("/v1/ingest", dependencies=[Depends(require_api_key)])
+    def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
+        """Ingest uploaded files through the running app (the embedded store allows one process)."""
+        from ingest.pipeline import build_ingestor
+
+        # uploads are kept under a stable name: the file path is the article id, so re-uploading a file
+        # updates its article instead of adding a copy
+        folder = settings.api.upload_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [_save_upload(upload, folder) for upload in files]
+        with service_lock:
+            report = build_ingestor(service).ingest_paths(paths)
+        return report.to_json()
+
+    if with_ui:
+        import gradio as gr
+
+        app = gr.mount_gradio_app(app, build_chat_ui(service, service_lock), path="/", footer_links=[])
+    return app
+
+
+def _save_upload(upload: UploadFile, folder: Path) -> Path:
+    name = Path(upload.filename or "upload.txt").name or "upload.txt"
+    target = folder / name
+    with target.open("wb") as handle:
+        while block := upload.file.read(1 << 20):
+            handle.write(block)
+    return target
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", _describe_validation(exc)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RagError)
+    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+        status = exc.http_status if not isinstance(exc, InputError) else 422
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error")
+        return JSONResponse(error_body("internal_error", "unexpected server error; see the server log"), status_code=500)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{location}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+# ---- chat page ---------------------------------------------------------------------------------------
+
+
+def format_answer_markdown(answer: Answer) -> str:
+    """The answer followed by its numbered sources, each with the quoted sentence."""
+    lines = [answer.answer]
+    if answer.citations:
+        lines.append("")
+        for citation in answer.citations:
+            title = citation.title or citation.doc_id
+            link = f"[{title}]({citation.url})" if citation.url else title
+            date = f" · {citation.date}" if citation.date else ""
+            lines.append(f"**[{citation.n}]** {link}{date}  \n> {citation.quote}")
+    return "\n".join(lines)
+
+
+def build_chat_ui(service: RagService, service_lock: threading.Lock) -> Any:
+    import gradio as gr
+
+    def respond(message: str, history: list[dict[str, Any]]) -> str:
+        if not message or not message.strip():
+            return "Please type a question."
+        turns = [ChatTurn(role=m["role"], content=_as_text(m.get("content"))) for m in history if m.get("role") in ("user", "assistant")]
+        try:
+            with service_lock:
+                answer = service.answer(message.strip()[:2000], history=turns)
+        except RagError as exc:
+            return f"⚠️ {exc.message}"
+        return format_answer_markdown(answer)
+
+    return gr.ChatInterface(
+        respond,
+        title="Policy news QA",
+        description="Ask in Korean or English. Every answer cites the exact sentence it comes from.",
+        examples=["Who co-chairs the alliance?", "얼라이언스 공동의장사는 어디인가?"],
+        run_examples_on_click=True,
+        cache_examples=False,
+    )
+
+
+def _as_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
+    return str(content or "")
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    app = create_app()
+    logger.info("serving on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: standard datasets and adapters (`datasets`), pure scoring functions (`metrics`), runner, report."""

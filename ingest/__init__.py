@@ -1,0 +1,1 @@
+"""Ingestion: load files (txt/md/html/jsonl/csv/pdf), clean them, chunk, embed and upsert."""

@@ -1,0 +1,88 @@
+"""`python -m ingest PATH [PATH ...]`: load news files into the collection (see CONTRACT.md).
+
+Exit codes: 0 every input ingested, 1 some inputs failed (the rest is ingested), 2 usage or configuration.
+"""
+
+from __future__ import annotations
+
+from rag.cli import limit_native_threads
+
+limit_native_threads()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ingest.loaders import SUPPORTED_SUFFIXES, CsvColumns  # noqa: E402
+from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
+from rag.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
+from rag.config import load_settings  # noqa: E402
+from rag.errors import ConfigurationError, RagError  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formats = " ".join(sorted(SUPPORTED_SUFFIXES))
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description=f"Load news articles into the search collection. Formats by extension: {formats}. "
+        "Re-running on unchanged files writes nothing; a changed article replaces its old chunks.",
+        epilog="Exit status: 0 all inputs ingested, 1 some failed (the rest was ingested), 2 usage/config error.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (searched recursively)")
+    parser.add_argument("--collection", help="collection to write (overrides RAG_COLLECTION)")
+    parser.add_argument(
+        "--sync", action="store_true", help="also delete stored articles whose file under these paths is gone"
+    )
+    parser.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
+    mapping = parser.add_argument_group("CSV column mapping (default: detected from the header, English or Korean)")
+    for field in ("id", "title", "text", "date", "url", "source"):
+        mapping.add_argument(f"--csv-{field}", metavar="COLUMN", help=f"column holding the {field}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings().with_overrides(collection=args.collection)
+    except ConfigurationError as exc:
+        return fail(exc.message, EXIT_USAGE)
+    configure_logging(settings.log_level)
+    columns = CsvColumns(**{f: getattr(args, f"csv_{f}") for f in ("id", "title", "text", "date", "url", "source")})
+    from rag.service import RagService
+
+    service = RagService(settings)
+    try:
+        ingestor = build_ingestor(service)
+        with _progress_bar(enabled=sys.stderr.isatty()) as bar:
+            report = ingestor.ingest_paths(args.paths, sync=args.sync, csv_columns=columns, progress=bar)
+    except ConfigurationError as exc:
+        return fail(exc.message, EXIT_USAGE)
+    except RagError as exc:
+        return fail(exc.message, EXIT_USAGE)
+    finally:
+        service.close()
+    _print_report(report, as_json=args.json)
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    return tqdm(unit="article", desc="ingest", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _print_report(report: IngestReport, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+        return
+    rate = report.documents / report.seconds if report.seconds else 0.0
+    sys.stdout.write(
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, deleted {report.deleted}; "
+        f"{report.chunks} chunks written in {report.seconds:.1f} s ({rate:.1f} articles/s)\n"
+    )
+    for failure in report.failed:
+        sys.stdout.write(f"failed: {failure.path}: {failure.reason}\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""Sentence-aware chunking with budgets in the embedding model's own tokens.
+
+FINDINGS.md #1: llama-index's default splitter counts tiktoken tokens, so a fifth of chunks on long
+documents overflowed e5's 512-token window and their tails were never embedded. Here every chunk is
+packed from whole sentences (kiwipiepy boundaries, which handle Korean and English) until the model's
+own token count of `prefix + title + text` would pass the budget, and every chunk and sentence keeps its
+character offsets into the article text, which citations rely on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.sparse import get_kiwi
+from rag.types import Article, Chunk, Span
+
+CHUNKER_VERSION = "kiwi-sent-pack-1"
+
+TokenCounter = Callable[[str], int]
+
+_LINE_BREAK = re.compile(r"\n+")
+# kiwi leaves English runs unsplit; break after . ! ? before a capital, digit or opening quote
+_LATIN_BOUNDARY = re.compile(r"(?<=[.!?])([\"'”’)]?)\s+(?=[A-Z0-9\"“‘(\[])")
+_ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Co|Corp|Ltd|No|vs|etc|U\.S|e\.g|i\.e))\.$")
+
+
+@dataclass(frozen=True)
+class ChunkingPlan:
+    max_tokens: int
+    overlap_sentences: int
+
+
+def chunk_header(article: Article) -> str:
+    """What is embedded in front of every chunk: the title makes a chunk findable by its headline."""
+    return f"{article.title}\n" if article.title else ""
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentence spans of `text`: kiwi's sentence boundaries, further cut at line breaks (headlines,
+    captions and list items often lack final punctuation), whitespace trimmed, empty spans dropped."""
+    spans: list[Span] = []
+    for sentence in get_kiwi().split_into_sents(text):
+        start = sentence.start
+        for piece in _LINE_BREAK.split(text[start : sentence.end]):
+            offset = text.find(piece, start) if piece else start
+            spans.extend(_split_latin_sentences(text, offset, offset + len(piece)))
+            start = offset + len(piece)
+    return _cover_gaps(text, spans)
+
+
+def _split_latin_sentences(text: str, start: int, end: int) -> list[Span]:
+    spans: list[Span] = []
+    cursor = start
+    for boundary in _LATIN_BOUNDARY.finditer(text, start, end):
+        split_at = boundary.start() + len(boundary.group(1))
+        if _ABBREVIATION.search(text[cursor : boundary.start()]):
+            continue
+        span = _trimmed(text, cursor, split_at)
+        if span is not None:
+            spans.append(span)
+        cursor = split_at
+    span = _trimmed(text, cursor, end)
+    if span is not None:
+        spans.append(span)
+    return spans
+
+
+def _trimmed(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start=start, end=end) if end > start else None
+
+
+def _cover_gaps(text: str, spans: list[Span]) -> list[Span]:
+    """Kiwi occasionally skips characters between sentences; keep any non-blank gap as its own span so
+    no text is lost from the index."""
+    covered: list[Span] = []
+    cursor = 0
+    for span in sorted(spans, key=lambda s: s.start):
+        if span.start < cursor:
+            continue
+        gap = _trimmed(text, cursor, span.start)
+        if gap is not None:
+            covered.append(gap)
+        covered.append(span)
+        cursor = span.end
+    tail = _trimmed(text, cursor, len(text))
+    if tail is not None:
+        covered.append(tail)
+    return covered
+
+
+def chunk_article(article: Article, count_tokens: TokenCounter, plan: ChunkingPlan) -> list[Chunk]:
+    """Pack sentences into chunks that fit `plan.max_tokens` (header included), with sentence overlap."""
+    header = chunk_header(article)
+    budget = plan.max_tokens - count_tokens(header) if header else plan.max_tokens
+    budget = max(budget, plan.max_tokens // 4)  # an absurdly long title must not leave no room for text
+    sentences = _fit_sentences(article.text, split_sentences(article.text), count_tokens, budget)
+    groups = _pack(article.text, sentences, count_tokens, budget, plan.overlap_sentences)
+    return [_make_chunk(article, index, group) for index, group in enumerate(groups)]
+
+
+def _fit_sentences(text: str, spans: list[Span], count_tokens: TokenCounter, budget: int) -> list[Span]:
+    """Cut any single sentence longer than the budget into pieces that fit (tables, run-on lists)."""
+    fitted: list[Span] = []
+    for span in spans:
+        if count_tokens(text[span.start : span.end]) <= budget:
+            fitted.append(span)
+        else:
+            fitted.extend(_split_long_span(text, span, count_tokens, budget))
+    return fitted
+
+
+def _split_long_span(text: str, span: Span, count_tokens: TokenCounter, budget: int) -> list[Span]:
+    pieces: list[Span] = []
+    start = span.start
+    while start < span.end:
+        end = _longest_fitting_end(text, start, span.end, count_tokens, budget)
+        piece = _trimmed(text, start, end)
+        if piece is not None:
+            pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _longest_fitting_end(text: str, start: int, limit: int, count_tokens: TokenCounter, budget: int) -> int:
+    """Binary search for the furthest end (preferring a space) whose slice still fits the budget."""
+    low, high = start + 1, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(text[start:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    space = text.rfind(" ", start + 1, low)
+    return space if low < limit and space > start + (low - start) // 2 else low
+
+
+def _pack(
+    text: str, sentences: list[Span], count_tokens: TokenCounter, budget: int, overlap: int
+) -> list[list[Span]]:
+    groups: list[list[Span]] = []
+    current: list[Span] = []
+    for sentence in sentences:
+        candidate = current + [sentence]
+        if current and count_tokens(text[candidate[0].start : sentence.end]) > budget:
+            groups.append(current)
+            carried = current[-overlap:] if overlap else []
+            current = carried + [sentence]
+            while len(current) > 1 and count_tokens(text[current[0].start : sentence.end]) > budget:
+                current = current[1:]
+        else:
+            current = candidate
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _make_chunk(article: Article, index: int, sentences: list[Span]) -> Chunk:
+    start, end = sentences[0].start, sentences[-1].end
+    return Chunk(
+        article_id=article.id,
+        index=index,
+        text=article.text[start:end],
+        start=start,
+        end=end,
+        sentences=sentences,
+        title=article.title,
+        date=article.date,
+        url=article.url,
+        source=article.source,
+    )
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The text embedded and keyword-indexed for a chunk: its title line, then the chunk."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text

@@ -1,0 +1,115 @@
+"""`python -m rag`: ask questions, provision models, show settings."""
+
+from __future__ import annotations
+
+from rag.cli import limit_native_threads
+
+limit_native_threads()
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pydantic import ValidationError  # noqa: E402
+
+from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
+from rag.config import Settings, load_settings  # noqa: E402
+from rag.errors import ConfigurationError, RagError  # noqa: E402
+from rag.types import SearchFilters  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rag",
+        description="Question answering over policy news, with citations to the exact source sentence.",
+        epilog="Settings come from RAG_* environment variables or a .env file; see `python -m rag config`.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ask = commands.add_parser("ask", help="answer a question from the indexed articles")
+    ask.add_argument("question", help="the question, in Korean or English")
+    ask.add_argument("--collection", help="collection to read (overrides RAG_COLLECTION)")
+    ask.add_argument("--top-k", type=int, metavar="N", help="passages to retrieve (default from settings)")
+    ask.add_argument("--source", help="only articles from this source")
+    ask.add_argument("--date-from", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="only articles on or after")
+    ask.add_argument("--date-to", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="only articles on or before")
+    ask.add_argument("--json", action="store_true", help="print the same JSON object as POST /v1/answer")
+
+    models = commands.add_parser("models", help="provision model files offline (idempotent)")
+    models.add_argument("--llm", action="store_true", help="also assemble the local LLM (GGUF, ~1.1 GB)")
+    models.add_argument("--json", action="store_true", help="print the provisioned paths as JSON")
+
+    config = commands.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("--json", action="store_true", help="print as JSON (default is also JSON, indented)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        if args.command == "config":
+            return _config(settings, args)
+        if args.command == "models":
+            return _models(settings, args)
+        return _ask(settings, args)
+    except ConfigurationError as exc:
+        return fail(exc.message, EXIT_USAGE)
+    except RagError as exc:
+        return fail(exc.message, 1)
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    payload = settings.masked()
+    if args.json:
+        print_json(payload)
+    else:
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    return EXIT_OK
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.models import provision
+
+    paths = provision(Path(settings.models.dir), llm=args.llm)
+    if args.json:
+        print_json({name: str(path) for name, path in paths.items()})
+    else:
+        for name, path in paths.items():
+            sys.stdout.write(f"{name}: {path}\n")
+    return EXIT_OK
+
+
+def _ask(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.service import RagService
+
+    if args.top_k is not None and not 1 <= args.top_k <= 100:
+        return fail("--top-k must be between 1 and 100")
+    if not args.question.strip():
+        return fail("the question is empty")
+    try:
+        filters = SearchFilters(source=args.source, date_from=args.date_from, date_to=args.date_to)
+    except ValidationError as exc:
+        return fail(f"invalid filters: {exc.errors()[0]['msg']}")
+    service = RagService(settings.with_overrides(collection=args.collection))
+    try:
+        answer = service.answer(args.question, top_k=args.top_k, filters=filters)
+    finally:
+        service.close()
+    if args.json:
+        print_json(answer.model_dump(mode="json"))
+        return EXIT_OK
+    sys.stdout.write(answer.answer + "\n")
+    for citation in answer.citations:
+        title = citation.title or citation.doc_id
+        sys.stdout.write(f"  [{citation.n}] {title} ({citation.date or 'undated'}): {citation.quote}\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Helpers shared by the command lines: logging to stderr, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Logs go to stderr so that `--json` output on stdout stays one clean object."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "sentence_transformers", "urllib3", "qdrant_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def limit_native_threads() -> None:
+    """FINDINGS.md #3: numpy's BLAS threads fight torch's on 2 cores; keep BLAS single-threaded.
+
+    Must run before numpy is imported anywhere in the process.
+    """
+    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return code

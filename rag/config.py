@@ -1,0 +1,177 @@
+"""One typed Settings object, nested by concern, read from `RAG_*` environment variables and `.env`.
+
+Nested fields use a single underscore after the group name, so `RAG_QDRANT_PATH` sets `qdrant.path`
+and `RAG_OPENAI_BASE_URL` sets `openai.base_url` (the names CONTRACT.md promises).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import ConfigurationError
+
+LLMBackendName = Literal["local", "openai", "none"]
+
+
+class ModelSettings(BaseModel):
+    dir: Path = Field(Path("models"), description="Folder holding provisioned model files (created by `python -m rag models`).")
+    embedding: str = Field(
+        "multilingual-e5-small",
+        description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
+        "folder, or (on a machine that reaches a model hub) a hub id.",
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=512, description="Chunks per embedding batch at ingest.")
+    query_prefix: str = Field("query: ", description="Prefix the e5 family expects before questions.")
+    passage_prefix: str = Field("passage: ", description="Prefix the e5 family expects before passages.")
+    llm_file: str = Field(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        description="GGUF file under `dir` (or absolute path) used by the `local` LLM backend.",
+    )
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch and llama.cpp.")
+
+
+class QdrantSettings(BaseModel):
+    path: Path = Field(Path("storage/qdrant"), description="Embedded (local mode) Qdrant folder; the default mode.")
+    url: str | None = Field(None, description="Qdrant server or cluster URL; when set, `path` is ignored.")
+    api_key: SecretStr | None = Field(None, description="API key for the Qdrant server, if it needs one.")
+    timeout_s: float = Field(30.0, gt=0, description="Request timeout against a Qdrant server.")
+    shard_number: int | None = Field(None, ge=1, description="Shards for new collections on a cluster.")
+    replication_factor: int | None = Field(None, ge=1, description="Replicas for new collections on a cluster.")
+
+
+class ChunkingSettings(BaseModel):
+    max_tokens: int = Field(
+        200,
+        ge=32,
+        le=512,
+        description="Chunk budget in the embedding model's own tokens, passage prefix and title included "
+        "(must stay under the model window of 512).",
+    )
+    overlap_sentences: int = Field(1, ge=0, le=5, description="Sentences repeated at the start of the next chunk.")
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(5, ge=1, le=100, description="Hits returned by default.")
+    candidates: int = Field(40, ge=1, le=1000, description="Candidates each side (dense, sparse) brings to fusion.")
+    max_chunks_per_article: int = Field(2, ge=1, le=50, description="Cap on hits from one article.")
+    dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense side.")
+    sparse_weight_korean: float = Field(1.0, ge=0, description="RRF weight of the keyword side for Korean queries.")
+    sparse_weight_other: float = Field(
+        0.3, ge=0, description="RRF weight of the keyword side for queries with no Hangul (e.g. English over Korean text)."
+    )
+
+
+class AnswerSettings(BaseModel):
+    evidence_sentences: int = Field(6, ge=1, le=30, description="Evidence sentences handed to the answerer.")
+    extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted in an extractive answer.")
+    min_evidence_score: float = Field(
+        0.80,
+        ge=0,
+        le=1,
+        description="Cosine similarity (e5 scale) below which the best evidence is judged unrelated and the "
+        "question refused.",
+    )
+    max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
+    context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")
+
+
+class OpenAISettings(BaseModel):
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, hosted API).")
+    model: str | None = Field(None, description="Model name at that endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key for that endpoint.")
+    timeout_s: float = Field(60.0, gt=0, description="Request timeout.")
+
+
+class LLMSettings(BaseModel):
+    backend: LLMBackendName = Field("none", description="`local` (GGUF via llama.cpp), `openai` or `none` (extractive).")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 keeps answers reproducible.")
+
+
+class ApiSettings(BaseModel):
+    key: SecretStr | None = Field(None, description="When set, /v1/* requires `Authorization: Bearer <key>`.")
+    upload_dir: Path = Field(Path("storage/uploads"), description="Where files sent to POST /v1/ingest are kept.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$", description="Qdrant collection name.")
+    host: str = Field("127.0.0.1", description="Address `python app.py` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `python app.py` listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    models: ModelSettings = ModelSettings()
+    qdrant: QdrantSettings = QdrantSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
+    llm: LLMSettings = LLMSettings()
+    openai: OpenAISettings = OpenAISettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _openai_backend_needs_endpoint(self) -> Settings:
+        if self.llm.backend == "openai" and not (self.openai.base_url and self.openai.model):
+            raise ValueError("RAG_LLM_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
+        return self
+
+    def embedding_model_location(self) -> str:
+        """A local folder (a bare name lives under models.dir) or, failing that, a hub id."""
+        name = self.models.embedding
+        if "/" not in name and "\\" not in name:
+            return str(self.models.dir / name)
+        return name
+
+    def llm_model_path(self) -> Path:
+        candidate = Path(self.models.llm_file)
+        return candidate if candidate.is_absolute() else self.models.dir / candidate
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with top-level fields replaced (e.g. `collection` from `--collection`)."""
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data, secrets masked, for `python -m rag config`."""
+        return _mask_secrets(self.model_dump(mode="python"))
+
+
+def _mask_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; a bad value becomes a ConfigurationError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe_validation_problem(err) for err in exc.errors())
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
+
+
+def _describe_validation_problem(err: Any) -> str:
+    location = [str(part) for part in err.get("loc", ())]
+    variable = "RAG_" + "_".join(location).upper() if location else "settings"
+    return f"{variable}: {err.get('msg', 'invalid value')}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own Settings instead)."""
+    return load_settings()

@@ -1,0 +1,154 @@
+"""Dense embeddings: one small protocol, a sentence-transformers backend, and a deterministic fake.
+
+The embedder also counts tokens in its own tokenizer: chunk budgets must be measured in the tokens the
+model actually sees (FINDINGS.md #1), not in tiktoken's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from rag.errors import ModelProvisioningError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Matrix = np.ndarray
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Unit-length vector for a question."""
+        ...
+
+    def embed_queries(self, texts: list[str]) -> Matrix:
+        """Unit-length vectors for several questions (or sentences compared to questions)."""
+        ...
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        """Unit-length vectors for passages, one row each."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for `text` as a passage, prefix and special tokens included."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers folder; e5-style prefixes are added here, not by callers."""
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        query_prefix: str = "query: ",
+        passage_prefix: str = "passage: ",
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        self.model_id = str(model_path)
+        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
+        self.batch_size = batch_size
+        self._model = _load_sentence_transformer(model_path, threads)
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self.max_tokens = int(self._model.max_seq_length)
+        self.model_id = _model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> Matrix:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def count_tokens(self, text: str) -> int:
+        tokenizer = self._model.tokenizer
+        return len(tokenizer(self.passage_prefix + text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def _encode(self, texts: list[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # sentence-transformers sorts by length inside one call, so long calls waste little on padding
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _load_sentence_transformer(model_path: Path | str, threads: int | None) -> SentenceTransformer:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = Path(model_path)
+    try:
+        return SentenceTransformer(str(model_path), device="cpu", local_files_only=path.exists())
+    except (OSError, ValueError) as exc:
+        raise ModelProvisioningError(
+            f"cannot load the embedding model {model_path} ({exc}); provision it with `python -m rag models` "
+            "(`make models`) or point RAG_MODELS_EMBEDDING at a sentence-transformers folder"
+        ) from exc
+
+
+def _model_identity(path: Path) -> str:
+    """Identity that changes when the weights change: folder name + provenance hash if present."""
+    provenance = path / "provenance.json"
+    if provenance.exists():
+        digest = hashlib.sha256(provenance.read_bytes()).hexdigest()[:12]
+        return f"{path.name}@{digest}"
+    return path.name
+
+
+class FakeEmbedder:
+    """Deterministic, dependency-free embedder for fast tests.
+
+    Hashes character trigrams (and words) into a fixed number of buckets, so texts that share wording get
+    similar vectors: retrieval tests can assert real outcomes in milliseconds.
+    """
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+        self.model_id = f"fake-{dimension}"
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+    def embed_queries(self, texts: list[str]) -> Matrix:
+        return self.embed_documents(texts)
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._vector(t) for t in texts])
+
+    def count_tokens(self, text: str) -> int:
+        return len(re.findall(r"\w+|[^\w\s]", text)) + 2
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        lowered = re.sub(r"\s+", " ", text.lower())
+        features = [lowered[i : i + 3] for i in range(max(len(lowered) - 2, 1))] + lowered.split()
+        for feature in features:
+            digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=4).digest()
+            vector[int.from_bytes(digest, "little") % self.dimension] += 1.0
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else vector

@@ -1,0 +1,105 @@
+"""Question → ranked hits: dense + Korean-aware keyword search fused in Qdrant, then shaped.
+
+The keyword side is weighed by how Korean the question is (FINDINGS.md #5, #8): a question with no Hangul
+over Korean articles matches almost nothing by keywords, and equal-weight fusion would let noise from the
+keyword side push good dense hits down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from rag.config import RetrievalSettings
+from rag.embeddings import Embedder
+from rag.sparse import SparseEncoder, hangul_share
+from rag.store import QdrantStore
+from rag.types import Hit, SearchFilters
+
+RetrievalMode = Literal["hybrid", "dense", "sparse"]
+
+KOREAN_QUERY_SHARE = 0.3  # share of Hangul letters from which a question counts as Korean
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    query_vector: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever:
+    def __init__(
+        self, store: QdrantStore, embedder: Embedder, sparse: SparseEncoder, settings: RetrievalSettings
+    ) -> None:
+        self.store, self.embedder, self.sparse, self.settings = store, embedder, sparse, settings
+
+    def sparse_weight_for(self, question: str) -> float:
+        if hangul_share(question) >= KOREAN_QUERY_SHARE:
+            return self.settings.sparse_weight_korean
+        return self.settings.sparse_weight_other
+
+    def retrieve(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        mode: RetrievalMode = "hybrid",
+    ) -> Retrieval:
+        top_k = top_k or self.settings.top_k
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        dense_query = self.embedder.embed_query(question)
+        timings["embed"] = _ms_since(started)
+        started = time.perf_counter()
+        # over-fetch so that the per-article cap and de-duplication still leave top_k hits
+        limit = min(max(top_k * 4, top_k + 10), self.settings.candidates * 2)
+        if mode == "dense":
+            raw = self.store.search_dense(dense_query, limit=limit, filters=filters)
+        elif mode == "sparse":
+            raw = self.store.search_sparse(self.sparse.encode_query(question), limit=limit, filters=filters)
+        else:
+            raw = self.store.search(
+                dense_query,
+                self.sparse.encode_query(question),
+                limit=limit,
+                candidates=self.settings.candidates,
+                dense_weight=self.settings.dense_weight,
+                sparse_weight=self.sparse_weight_for(question),
+                filters=filters,
+            )
+        timings["search"] = _ms_since(started)
+        hits = shape_hits(raw, top_k=top_k, max_per_article=self.settings.max_chunks_per_article)
+        return Retrieval(hits=hits, query_vector=dense_query, timings_ms=timings)
+
+
+def shape_hits(hits: list[Hit], *, top_k: int, max_per_article: int) -> list[Hit]:
+    """Drop near-identical chunks (syndicated copies, overlapping windows) and cap hits per article."""
+    shaped: list[Hit] = []
+    per_article: dict[str, int] = {}
+    seen_texts: set[str] = set()
+    for hit in hits:
+        key = _text_key(hit.chunk.text)
+        if key in seen_texts or per_article.get(hit.chunk.article_id, 0) >= max_per_article:
+            continue
+        seen_texts.add(key)
+        per_article[hit.chunk.article_id] = per_article.get(hit.chunk.article_id, 0) + 1
+        shaped.append(hit)
+        if len(shaped) == top_k:
+            break
+    return shaped
+
+
+def _text_key(text: str) -> str:
+    normalized = re.sub(r"\W+", "", text.lower())
+    return hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,397 @@
+"""The only module that talks to Qdrant.
+
+Two collections per logical collection NAME:
+- `NAME`: one point per chunk, named vectors `dense` (cosine) and `sparse` (BM25 terms, IDF by Qdrant).
+- `NAME__articles`: one point per article holding the stored text that citation offsets refer to, its
+  content hash and origin. The article record is written *last*, after all its chunks, so it doubles as a
+  commit marker: an article whose record is missing or stale is re-ingested in full (resumable ingest).
+
+The collection remembers the fingerprint of the settings that shaped its vectors (embedding model,
+dimension, chunking, sparse analyser); opening it with other settings raises CollectionMismatchError
+instead of silently mixing incomparable vectors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rag.config import QdrantSettings
+from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreError, StoreLockedError
+from rag.sparse import SparseVector
+from rag.types import Article, Chunk, Hit, SearchFilters, Span, article_point_id
+
+logger = logging.getLogger(__name__)
+
+DENSE = "dense"
+SPARSE = "sparse"
+ARTICLES_SUFFIX = "__articles"
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What shapes the vectors of a collection; stored with it and checked on every open."""
+
+    dimension: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    article: Article
+    content_hash: str
+    chunk_count: int
+
+
+class QdrantStore:
+    """Chunk and article storage with hybrid search, over embedded (local) or server Qdrant."""
+
+    def __init__(self, settings: QdrantSettings, collection: str) -> None:
+        self.settings = settings
+        self.collection = collection
+        self.articles_collection = collection + ARTICLES_SUFFIX
+        self._client = _connect(settings)
+        from qdrant_client import models
+
+        self._m = models
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing twice or during interpreter shutdown is harmless
+            logger.debug("closing Qdrant client failed", exc_info=True)
+
+    def exists(self) -> bool:
+        return bool(self._client.collection_exists(self.collection))
+
+    def ensure_collection(self, spec: CollectionSpec) -> None:
+        """Create the collections if missing; refuse to reuse ones built with other vector settings."""
+        if self.exists():
+            self.check_spec(spec)
+            return
+        m = self._m
+        cluster: dict[str, Any] = {}
+        if self.settings.url:
+            if self.settings.shard_number:
+                cluster["shard_number"] = self.settings.shard_number
+            if self.settings.replication_factor:
+                cluster["replication_factor"] = self.settings.replication_factor
+        metadata = {"fingerprint": spec.fingerprint, "dimension": spec.dimension}
+        if not self._client.collection_exists(self.articles_collection):
+            self._client.create_collection(self.articles_collection, vectors_config={}, metadata=metadata, **cluster)
+        self._client.create_collection(
+            self.collection,
+            vectors_config={DENSE: m.VectorParams(size=spec.dimension, distance=m.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            metadata=metadata,
+            **cluster,
+        )
+        self._create_payload_indexes()
+        logger.info("created collection %s (dimension %d)", self.collection, spec.dimension)
+
+    def check_spec(self, spec: CollectionSpec) -> None:
+        stored = self.stored_fingerprint()
+        if stored is not None and stored != spec.fingerprint:
+            raise CollectionMismatchError(
+                f"collection '{self.collection}' was built with other embedding/chunking settings "
+                f"({stored}) than the current ones ({spec.fingerprint}); use another collection name "
+                "(--collection / RAG_COLLECTION) or delete it and ingest again"
+            )
+
+    def stored_fingerprint(self) -> str | None:
+        info = self._client.get_collection(self.collection)
+        metadata = info.config.metadata or {}
+        value = metadata.get("fingerprint")
+        return str(value) if value is not None else None
+
+    def require_collection(self) -> None:
+        if not self.exists():
+            raise CollectionNotFoundError(
+                f"collection '{self.collection}' does not exist yet; ingest documents first "
+                "(`python -m ingest data/`)"
+            )
+
+    def drop(self) -> None:
+        for name in (self.collection, self.articles_collection):
+            if self._client.collection_exists(name):
+                self._client.delete_collection(name)
+
+    def _create_payload_indexes(self) -> None:
+        m = self._m
+        indexes = {
+            "article_id": m.PayloadSchemaType.KEYWORD,
+            "source": m.PayloadSchemaType.KEYWORD,
+            "date": m.PayloadSchemaType.DATETIME,
+        }
+        with warnings.catch_warnings():
+            # local mode accepts payload indexes but ignores them (and says so); on a server they matter
+            warnings.simplefilter("ignore")
+            for name, schema in indexes.items():
+                self._client.create_payload_index(self.collection, field_name=name, field_schema=schema)
+
+    # ---- writes ----------------------------------------------------------------------------------
+
+    def replace_article(
+        self,
+        article: Article,
+        content_hash: str,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+    ) -> None:
+        """Store an article's chunks, drop its stale ones, then commit the article record.
+
+        The order makes a kill at any point safe: until the record is written, a re-run sees the article
+        as not ingested and redoes it; deterministic point ids make the redo overwrite, not duplicate.
+        """
+        m = self._m
+        self._client.delete(self.articles_collection, points_selector=[article_point_id(article.id)])
+        points = [
+            m.PointStruct(
+                id=chunk.id,
+                vector={DENSE: vector.tolist(), SPARSE: m.SparseVector(indices=sv.indices, values=sv.values)},
+                payload=_chunk_payload(chunk),
+            )
+            for chunk, vector, sv in zip(chunks, dense, sparse, strict=True)
+        ]
+        for batch in _batched(points, 256):
+            self._client.upsert(self.collection, points=batch, wait=True)
+        self._delete_chunks(article.id, from_index=len(chunks))
+        record = m.PointStruct(
+            id=article_point_id(article.id),
+            vector={},
+            payload=_article_payload(article, content_hash, len(chunks)),
+        )
+        self._client.upsert(self.articles_collection, points=[record], wait=True)
+
+    def delete_article(self, article_id: str) -> None:
+        self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
+        self._delete_chunks(article_id, from_index=0)
+
+    def _delete_chunks(self, article_id: str, from_index: int) -> None:
+        m = self._m
+        conditions: list[Any] = [m.FieldCondition(key="article_id", match=m.MatchValue(value=article_id))]
+        if from_index > 0:
+            conditions.append(m.FieldCondition(key="index", range=m.Range(gte=from_index)))
+        self._client.delete(self.collection, points_selector=m.FilterSelector(filter=m.Filter(must=conditions)))
+
+    # ---- reads -----------------------------------------------------------------------------------
+
+    def get_article(self, article_id: str) -> StoredArticle | None:
+        records = self._client.retrieve(self.articles_collection, ids=[article_point_id(article_id)])
+        return _stored_article(records[0].payload or {}) if records else None
+
+    def iter_articles(self, with_text: bool = False) -> Iterator[StoredArticle]:
+        """Every committed article (text omitted unless asked: it is the bulk of the payload)."""
+        offset = None
+        selector: Any = True if with_text else self._m.PayloadSelectorExclude(exclude=["text"])
+        while True:
+            records, offset = self._client.scroll(
+                self.articles_collection, limit=512, offset=offset, with_payload=selector
+            )
+            for record in records:
+                yield _stored_article(record.payload or {})
+            if offset is None:
+                return
+
+    def count_chunks(self) -> int:
+        return int(self._client.count(self.collection, exact=True).count)
+
+    def count_articles(self) -> int:
+        return int(self._client.count(self.articles_collection, exact=True).count)
+
+    def search(
+        self,
+        dense_query: np.ndarray,
+        sparse_query: SparseVector | None,
+        *,
+        limit: int,
+        candidates: int,
+        dense_weight: float = 1.0,
+        sparse_weight: float = 1.0,
+        filters: SearchFilters | None = None,
+    ) -> list[Hit]:
+        """Hybrid search: dense and keyword candidates fused by weighted RRF inside Qdrant.
+
+        Each hit also carries the cosine similarity of its dense vector to the query, which the
+        answer layer uses to judge whether anything relevant was found at all.
+        """
+        m = self._m
+        query_filter = _build_filter(m, filters)
+        dense_list = dense_query.tolist()
+        prefetch = [m.Prefetch(query=dense_list, using=DENSE, limit=candidates, filter=query_filter)]
+        weights = [dense_weight]
+        if sparse_query is not None and not sparse_query.is_empty() and sparse_weight > 0:
+            prefetch.append(
+                m.Prefetch(
+                    query=m.SparseVector(indices=sparse_query.indices, values=sparse_query.values),
+                    using=SPARSE,
+                    limit=candidates,
+                    filter=query_filter,
+                )
+            )
+            weights.append(sparse_weight)
+        response = self._client.query_points(
+            self.collection,
+            prefetch=prefetch,
+            query=m.RrfQuery(rrf=m.Rrf(k=RRF_K, weights=weights)),
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+            with_vectors=[DENSE],
+        )
+        return [_hit(point, dense_query) for point in response.points]
+
+    def search_dense(self, dense_query: np.ndarray, *, limit: int, filters: SearchFilters | None = None) -> list[Hit]:
+        return self._search_single(dense_query.tolist(), DENSE, limit, filters, dense_query)
+
+    def search_sparse(self, sparse_query: SparseVector, *, limit: int, filters: SearchFilters | None = None) -> list[Hit]:
+        if sparse_query.is_empty():
+            return []
+        query = self._m.SparseVector(indices=sparse_query.indices, values=sparse_query.values)
+        return self._search_single(query, SPARSE, limit, filters, None)
+
+    def _search_single(
+        self, query: Any, using: str, limit: int, filters: SearchFilters | None, dense_query: np.ndarray | None
+    ) -> list[Hit]:
+        response = self._client.query_points(
+            self.collection,
+            query=query,
+            using=using,
+            query_filter=_build_filter(self._m, filters),
+            limit=limit,
+            with_payload=True,
+            with_vectors=[DENSE] if dense_query is not None else False,
+        )
+        return [_hit(point, dense_query) for point in response.points]
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+
+def _connect(settings: QdrantSettings) -> Any:
+    from qdrant_client import QdrantClient
+
+    if settings.url:
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        try:
+            return QdrantClient(url=settings.url, api_key=api_key, timeout=int(settings.timeout_s))
+        except Exception as exc:
+            raise StoreError(f"cannot reach Qdrant at {settings.url}: {exc}") from exc
+    settings.path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(settings.path))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise StoreLockedError(
+                f"the embedded store {settings.path} is in use by another process (embedded Qdrant allows "
+                "one at a time; usually `python app.py`). Stop that process, or send the files to the running "
+                "app with `POST /v1/ingest`, or run a Qdrant server and set RAG_QDRANT_URL"
+            ) from exc
+        raise StoreError(f"cannot open the embedded store {settings.path}: {exc}") from exc
+
+
+def _build_filter(m: Any, filters: SearchFilters | None) -> Any:
+    if filters is None or filters.is_empty():
+        return None
+    must: list[Any] = []
+    if filters.source:
+        must.append(m.FieldCondition(key="source", match=m.MatchValue(value=filters.source)))
+    if filters.date_from or filters.date_to:
+        must.append(
+            m.FieldCondition(
+                key="date",
+                range=m.DatetimeRange(
+                    gte=_as_datetime(filters.date_from) if filters.date_from else None,
+                    lte=_as_datetime(filters.date_to, end_of_day=True) if filters.date_to else None,
+                ),
+            )
+        )
+    return m.Filter(must=must)
+
+
+def _as_datetime(day: dt.date, end_of_day: bool = False) -> dt.datetime:
+    moment = dt.time(23, 59, 59) if end_of_day else dt.time(0, 0)
+    return dt.datetime.combine(day, moment, tzinfo=dt.timezone.utc)
+
+
+def _chunk_payload(chunk: Chunk) -> dict[str, Any]:
+    return {
+        "article_id": chunk.article_id,
+        "index": chunk.index,
+        "text": chunk.text,
+        "start": chunk.start,
+        "end": chunk.end,
+        "sentences": [[s.start, s.end] for s in chunk.sentences],
+        "title": chunk.title,
+        "date": chunk.date.isoformat() if chunk.date else None,
+        "url": chunk.url,
+        "source": chunk.source,
+    }
+
+
+def _chunk_from_payload(payload: dict[str, Any]) -> Chunk:
+    return Chunk(
+        article_id=payload["article_id"],
+        index=payload["index"],
+        text=payload["text"],
+        start=payload["start"],
+        end=payload["end"],
+        sentences=[Span(start=s, end=e) for s, e in payload.get("sentences", [])],
+        title=payload.get("title"),
+        date=_parse_date(payload.get("date")),
+        url=payload.get("url"),
+        source=payload.get("source"),
+    )
+
+
+def _article_payload(article: Article, content_hash: str, chunk_count: int) -> dict[str, Any]:
+    return {
+        "article_id": article.id,
+        "text": article.text,
+        "title": article.title,
+        "date": article.date.isoformat() if article.date else None,
+        "url": article.url,
+        "source": article.source,
+        "origin": article.origin,
+        "content_hash": content_hash,
+        "chunk_count": chunk_count,
+    }
+
+
+def _stored_article(payload: dict[str, Any]) -> StoredArticle:
+    article = Article(
+        id=payload["article_id"],
+        text=payload.get("text", ""),
+        title=payload.get("title"),
+        date=_parse_date(payload.get("date")),
+        url=payload.get("url"),
+        source=payload.get("source"),
+        origin=payload.get("origin"),
+    )
+    return StoredArticle(article=article, content_hash=payload["content_hash"], chunk_count=payload["chunk_count"])
+
+
+def _parse_date(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
+    dense_score = None
+    if dense_query is not None and isinstance(point.vector, dict) and DENSE in point.vector:
+        dense_score = float(np.dot(np.asarray(point.vector[DENSE], dtype=np.float32), dense_query))
+    return Hit(chunk=_chunk_from_payload(point.payload or {}), score=float(point.score), dense_score=dense_score)
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,116 @@
+"""Domain vocabulary shared by ingest, retrieval, answering, the API and evaluation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Fixed namespace so point ids are stable across runs, machines and Qdrant deployments.
+POINT_ID_NAMESPACE = uuid.UUID("6f1d9c1e-3b7a-5d1e-9a53-0c2b1f7e8a11")
+
+
+class Article(BaseModel):
+    """A cleaned document ready to chunk. `text` is the stored text that citation offsets refer to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1)
+    text: str
+    title: str | None = None
+    date: dt.date | None = None
+    url: str | None = None
+    source: str | None = None
+    origin: str | None = Field(None, description="Where it was read from (file path, or file:line); used by --sync.")
+
+
+class Span(BaseModel):
+    """A half-open character range [start, end) in an article's text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Chunk(BaseModel):
+    """A slice of an article that is embedded and stored as one point."""
+
+    model_config = ConfigDict(frozen=True)
+
+    article_id: str
+    index: int = Field(ge=0)
+    text: str
+    start: int = Field(ge=0, description="Offset of the chunk in the article text.")
+    end: int = Field(ge=0)
+    sentences: list[Span] = Field(default_factory=list, description="Sentence spans, article offsets.")
+    title: str | None = None
+    date: dt.date | None = None
+    url: str | None = None
+    source: str | None = None
+
+    @property
+    def id(self) -> str:
+        return chunk_point_id(self.article_id, self.index)
+
+
+def chunk_point_id(article_id: str, index: int) -> str:
+    """Deterministic point id: re-ingesting the same article overwrites, never duplicates."""
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{article_id}\x1f{index}"))
+
+
+def article_point_id(article_id: str) -> str:
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"article\x1f{article_id}"))
+
+
+class Hit(BaseModel):
+    """A retrieved chunk with its fused score (higher is better)."""
+
+    chunk: Chunk
+    score: float
+    dense_score: float | None = Field(None, description="Cosine similarity of the dense side, when known.")
+
+
+class SearchFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, max_length=500)
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> SearchFilters:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from is after date_to")
+        return self
+
+    def is_empty(self) -> bool:
+        return not (self.source or self.date_from or self.date_to)
+
+
+class Citation(BaseModel):
+    n: int
+    doc_id: str
+    title: str | None
+    url: str | None
+    date: str | None
+    chunk_id: str
+    quote: str
+    start: int
+    end: int
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+
+class Answer(BaseModel):
+    answer: str
+    refused: bool
+    citations: list[Citation] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -1,0 +1,76 @@
+"""Shared fixtures: settings isolated in tmp_path, fakes for the fast suite, real models for `slow`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag.cli import limit_native_threads
+
+limit_native_threads()
+
+from rag.config import AnswerSettings, QdrantSettings, Settings  # noqa: E402
+from rag.embeddings import FakeEmbedder  # noqa: E402
+from rag.service import RagService  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_ARTICLE = PROJECT_ROOT / "data" / "smartcity_alliance_launch.txt"
+
+
+def shared_data_dir() -> Path:
+    """../shared/data beside the checkout (RAG_SHARED_DATA overrides)."""
+    return Path(os.environ.get("RAG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("RAG_MODELS_DIR", PROJECT_ROOT / "models"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's RAG_* variables or .env must not leak into tests."""
+    for name in list(os.environ):
+        if name.startswith("RAG_") and name not in ("RAG_SHARED_DATA", "RAG_MODELS_DIR"):
+            monkeypatch.delenv(name)
+
+
+def make_settings(tmp_path: Path, **changes: object) -> Settings:
+    base = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        collection="test",
+        qdrant=QdrantSettings(path=tmp_path / "qdrant"),
+    )
+    base.models.dir = models_dir()
+    base.api.upload_dir = tmp_path / "uploads"
+    return base.model_copy(update=changes)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # the fake embedder's similarities are on another scale than e5's
+    return make_settings(tmp_path, answer=AnswerSettings(min_evidence_score=0.05))
+
+
+@pytest.fixture
+def fake_service(settings: Settings) -> Iterator[RagService]:
+    service = RagService(settings, embedder=FakeEmbedder())
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="session")
+def real_model_path() -> Path:
+    from rag.models import configure_offline_environment, ensure_embedding_model
+
+    configure_offline_environment()
+    return ensure_embedding_model(models_dir())
+
+
+@pytest.fixture(scope="session")
+def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
+    from rag.embeddings import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(real_model_path, threads=2)

@@ -1,0 +1,126 @@
+"""The HTTP contract (CONTRACT.md) over a service with the fake embedder and real local Qdrant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app import create_app
+from ingest.pipeline import build_ingestor
+from rag.config import ApiSettings, Settings
+from rag.embeddings import FakeEmbedder
+from rag.service import RagService
+from rag.types import Article
+
+ARTICLE = Article(
+    id="alliance",
+    title="스마트시티 융합 얼라이언스 출범",
+    text="얼라이언스가 공식 출범했다. 이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다. "
+    "공동감사는 한국기업데이터가 맡는다.",
+    date=dt.date(2024, 4, 20),
+    url="https://example.org/alliance",
+    source="icn",
+)
+
+
+def _client(settings: Settings, ingest: bool = True) -> Iterator[TestClient]:
+    service = RagService(settings, embedder=FakeEmbedder())
+    if ingest:
+        build_ingestor(service).ingest_articles([ARTICLE])
+    with TestClient(create_app(service, with_ui=False)) as client:
+        yield client
+    service.close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    yield from _client(settings)
+
+
+def test_answer_returns_citations_whose_offsets_slice_the_stored_text(client: TestClient) -> None:
+    response = client.post("/v1/answer", json={"question": "초대 공동의장사는 어디인가?"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["refused"] is False
+    assert set(body) >= {"answer", "refused", "citations", "timings_ms"}
+    assert body["citations"], body
+    for citation in body["citations"]:
+        assert f"[{citation['n']}]" in body["answer"]
+        assert ARTICLE.text[citation["start"] : citation["end"]] == citation["quote"]
+        assert citation["doc_id"] == "alliance" and citation["url"] == ARTICLE.url and citation["date"] == "2024-04-20"
+    markers = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", body["answer"])}
+    assert markers <= {c["n"] for c in body["citations"]}
+
+
+def test_search_returns_hits_with_metadata(client: TestClient) -> None:
+    response = client.post("/v1/search", json={"query": "공동감사", "top_k": 3})
+    assert response.status_code == 200
+    hits = response.json()["hits"]
+    assert hits and set(hits[0]) == {"doc_id", "chunk_id", "title", "url", "date", "text", "score"}
+    assert hits[0]["doc_id"] == "alliance"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"question": ""},
+        {"question": "   "},
+        {"question": 42},
+        {"question": "x", "top_k": 0},
+        {"question": "x", "top_k": "many"},
+        {"question": "x", "filters": {"date_from": "yesterday"}},
+        {"question": "x", "filters": {"date_from": "2024-05-01", "date_to": "2024-01-01"}},
+        {"question": "x", "filters": {"colour": "red"}},
+        {"question": "x", "history": [{"role": "system", "content": "hi"}]},
+        {"question": "x" * 5000},
+        [],
+    ],
+)
+def test_malformed_requests_get_a_json_4xx_never_a_500(client: TestClient, body: object) -> None:
+    response = client.post("/v1/answer", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and error["message"]
+
+
+def test_broken_json_is_a_4xx(client: TestClient) -> None:
+    response = client.post("/v1/answer", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_missing_collection_is_a_clear_404(settings: Settings) -> None:
+    for client in _client(settings, ingest=False):
+        response = client.post("/v1/answer", json={"question": "anything"})
+        assert response.status_code == 404
+        assert "ingest" in response.json()["error"]["message"]
+
+
+def test_api_key_is_required_when_configured(settings: Settings) -> None:
+    secured = settings.model_copy(update={"api": ApiSettings(key=SecretStr("s3cret"))})
+    for client in _client(secured):
+        assert client.post("/v1/answer", json={"question": "q"}).status_code == 401
+        wrong = client.post("/v1/answer", json={"question": "q"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+        ok = client.post("/v1/answer", json={"question": "공동의장사"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert client.get("/healthz").status_code == 200  # health stays open
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_upload_ingests_through_the_running_app(client: TestClient) -> None:
+    files = {"files": ("rail.txt", "철도 안전 대책\n\n국토교통부는 철도 안전 강화 대책을 발표했다.".encode(), "text/plain")}
+    response = client.post("/v1/ingest", files=files)
+    assert response.status_code == 200, response.text
+    assert response.json()["added"] == 1
+    hits = client.post("/v1/search", json={"query": "철도 안전 강화 대책"}).json()["hits"]
+    assert any("철도" in hit["text"] for hit in hits)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.__main__ import main as rag_main
+from rag.config import load_settings
+from rag.errors import ConfigurationError
+
+
+def test_contract_environment_names_reach_nested_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_COLLECTION", "press")
+    monkeypatch.setenv("RAG_QDRANT_PATH", "/tmp/somewhere")
+    monkeypatch.setenv("RAG_QDRANT_URL", "http://qdrant:6333")
+    monkeypatch.setenv("RAG_QDRANT_API_KEY", "qk")
+    monkeypatch.setenv("RAG_MODELS_DIR", "/opt/models")
+    monkeypatch.setenv("RAG_LLM_BACKEND", "openai")
+    monkeypatch.setenv("RAG_OPENAI_BASE_URL", "http://llm:8080/v1")
+    monkeypatch.setenv("RAG_OPENAI_MODEL", "qwen")
+    monkeypatch.setenv("RAG_OPENAI_API_KEY", "ok")
+    monkeypatch.setenv("RAG_API_KEY", "secret")
+    monkeypatch.setenv("RAG_HOST", "0.0.0.0")
+    monkeypatch.setenv("RAG_PORT", "9000")
+    settings = load_settings(_env_file=None)
+    assert settings.collection == "press"
+    assert settings.qdrant.path == Path("/tmp/somewhere")
+    assert settings.qdrant.url == "http://qdrant:6333"
+    assert settings.qdrant.api_key is not None and settings.qdrant.api_key.get_secret_value() == "qk"
+    assert settings.models.dir == Path("/opt/models")
+    assert settings.llm.backend == "openai"
+    assert settings.openai.base_url == "http://llm:8080/v1"
+    assert settings.openai.model == "qwen"
+    assert settings.api.key is not None and settings.api.key.get_secret_value() == "secret"
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+
+
+def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_PORT", "not-a-port")
+    with pytest.raises(ConfigurationError, match="RAG_PORT"):
+        load_settings(_env_file=None)
+
+
+def test_openai_backend_without_endpoint_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_LLM_BACKEND", "openai")
+    with pytest.raises(ConfigurationError, match="RAG_OPENAI_BASE_URL"):
+        load_settings(_env_file=None)
+
+
+def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAG_API_KEY", "very-secret")
+    assert rag_main(["config", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "very-secret" not in out
+    payload = json.loads(out)
+    assert payload["api"]["key"] == "********"
+    assert payload["collection"] == "news"
+
+
+def test_bad_setting_makes_the_cli_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAG_LLM_BACKEND", "gpt-17")
+    assert rag_main(["config"]) == 2
+    assert "RAG_LLM_BACKEND" in capsys.readouterr().err

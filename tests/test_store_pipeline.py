@@ -1,0 +1,122 @@
+"""Ingest → Qdrant (real local mode) → retrieve, with the fake embedder: idempotency, changes, filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ingest.pipeline import build_ingestor
+from rag.config import Settings
+from rag.embeddings import FakeEmbedder
+from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
+from rag.service import RagService
+from rag.store import QdrantStore
+from rag.types import Article, SearchFilters, chunk_point_id
+
+
+def _articles() -> list[Article]:
+    return [
+        Article(
+            id="alliance",
+            title="스마트시티 융합 얼라이언스 출범",
+            text="이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다. 공동감사는 한국기업데이터가 맡는다.",
+            date=dt.date(2024, 4, 20),
+            source="icn",
+        ),
+        Article(
+            id="fed",
+            title="Federal Reserve statement",
+            text="The Committee decided to raise the target range for the federal funds rate. Inflation remains elevated.",
+            date=dt.date(2023, 7, 26),
+            source="fomc",
+        ),
+        Article(
+            id="rail",
+            title="철도 안전 대책 발표",
+            text="국토교통부는 철도 안전 강화 대책을 발표했다. 노후 차량을 교체한다.",
+            date=dt.date(2026, 7, 2),
+            source="korea.kr",
+        ),
+    ]
+
+
+def test_ingest_then_search_finds_the_right_article(fake_service: RagService) -> None:
+    report = build_ingestor(fake_service).ingest_articles(_articles())
+    assert (report.added, report.updated, report.unchanged, report.failed) == (3, 0, 0, [])
+    assert report.chunks == fake_service.store.count_chunks() > 0
+    hits = fake_service.search("federal funds rate target range")
+    assert hits[0].chunk.article_id == "fed"
+    hits = fake_service.search("공동의장사 이큐브랩")
+    assert hits[0].chunk.article_id == "alliance"
+
+
+def test_reingesting_unchanged_articles_writes_nothing(fake_service: RagService) -> None:
+    ingestor = build_ingestor(fake_service)
+    ingestor.ingest_articles(_articles())
+    points = fake_service.store.count_chunks()
+    report = ingestor.ingest_articles(_articles())
+    assert (report.added, report.updated, report.unchanged, report.chunks) == (0, 0, 3, 0)
+    assert fake_service.store.count_chunks() == points
+
+
+def test_a_changed_article_replaces_all_its_old_chunks(fake_service: RagService) -> None:
+    ingestor = build_ingestor(fake_service)
+    long_text = " ".join(f"Old sentence number {i} about budgets." for i in range(60))
+    ingestor.ingest_articles([Article(id="x", text=long_text)])
+    old_count = fake_service.store.count_chunks()
+    assert old_count > 2
+    report = ingestor.ingest_articles([Article(id="x", text="A single new sentence about trains.")])
+    assert report.updated == 1
+    assert fake_service.store.count_chunks() == 1
+    hit = fake_service.search("budgets", top_k=5)[0]
+    assert "trains" in hit.chunk.text and hit.chunk.id == chunk_point_id("x", 0)
+
+
+def test_stored_article_text_is_what_offsets_refer_to(fake_service: RagService) -> None:
+    build_ingestor(fake_service).ingest_articles(_articles())
+    stored = fake_service.store.get_article("alliance")
+    assert stored is not None
+    for hit in fake_service.search("공동감사", top_k=3):
+        if hit.chunk.article_id == "alliance":
+            assert stored.article.text[hit.chunk.start : hit.chunk.end] == hit.chunk.text
+
+
+def test_date_and_source_filters(fake_service: RagService) -> None:
+    build_ingestor(fake_service).ingest_articles(_articles())
+    recent = fake_service.search("발표", filters=SearchFilters(date_from=dt.date(2026, 1, 1)))
+    assert {h.chunk.article_id for h in recent} == {"rail"}
+    fomc = fake_service.search("공동의장사", filters=SearchFilters(source="fomc"))
+    assert {h.chunk.article_id for h in fomc} == {"fed"}
+    window = fake_service.search(
+        "statement", filters=SearchFilters(date_from=dt.date(2023, 7, 26), date_to=dt.date(2023, 7, 26))
+    )
+    assert {h.chunk.article_id for h in window} == {"fed"}
+
+
+def test_per_article_cap_limits_hits_from_one_article(fake_service: RagService) -> None:
+    long_text = " ".join(f"Budget line {i} covers rail safety spending." for i in range(80))
+    build_ingestor(fake_service).ingest_articles([Article(id="long", text=long_text), *_articles()])
+    hits = fake_service.search("rail safety budget", top_k=10)
+    assert sum(h.chunk.article_id == "long" for h in hits) <= fake_service.settings.retrieval.max_chunks_per_article
+
+
+def test_reading_a_missing_collection_says_to_ingest(fake_service: RagService) -> None:
+    with pytest.raises(CollectionNotFoundError, match="ingest"):
+        fake_service.search("anything")
+
+
+def test_collection_built_with_another_model_is_not_mixed(settings: Settings) -> None:
+    first = RagService(settings, embedder=FakeEmbedder(dimension=64))
+    build_ingestor(first).ingest_articles(_articles())
+    first.close()
+    second = RagService(settings, embedder=FakeEmbedder(dimension=32))
+    with pytest.raises(CollectionMismatchError, match="another collection name"):
+        build_ingestor(second)
+    second.close()
+
+
+def test_second_process_on_the_embedded_store_gets_a_clear_message(fake_service: RagService, settings: Settings) -> None:
+    _ = fake_service.store  # holds the folder lock
+    with pytest.raises(StoreLockedError, match="POST /v1/ingest"):
+        QdrantStore(settings.qdrant, settings.collection)
