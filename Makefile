@@ -21,7 +21,7 @@ $(PYTHON):
 # torch first and pinned: the CPU wheel lies on disk; any other spec pulls a CUDA build of several GB
 $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e '.[dev,eval]'
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(PYTHON) -m pip install --quiet -e '.[dev,eval,local]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -35,10 +35,11 @@ models-llm: setup
 ingest: models
 	$(PYTHON) -m ingest data/
 
-run: ingest
-	$(PYTHON) app.py
+# the chat page answers with the local LLM; RAG_LLM_BACKEND in the environment or .env overrides it
+run: models-llm ingest
+	RAG_LLM_BACKEND=$${RAG_LLM_BACKEND:-local} $(PYTHON) app.py
 
-test: models
+test: models-llm
 	$(PYTHON) -m pytest
 
 test-fast: setup

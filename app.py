@@ -10,7 +10,9 @@ from rag.cli import limit_native_threads
 
 limit_native_threads()
 
+import json  # noqa: E402
 import logging  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 import secrets  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -18,7 +20,7 @@ from typing import Any  # noqa: E402
 
 from fastapi import Depends, FastAPI, Request, UploadFile  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
@@ -41,6 +43,7 @@ class AnswerRequest(BaseModel):
     top_k: int | None = Field(None, ge=1, le=100)
     filters: SearchFilters | None = None
     history: list[ChatTurn] = Field(default_factory=list, max_length=50)
+    stream: bool = Field(False, description="Server-sent events: `token` pieces, then one `answer` event.")
 
     @field_validator("question")
     @classmethod
@@ -124,9 +127,24 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         return JSONResponse(error_body("not_ready", "store or models not loaded yet"), status_code=503)
 
     @app.post("/v1/answer", response_model=Answer, dependencies=[Depends(require_api_key)])
-    def answer(request: AnswerRequest) -> Answer:
+    def answer(request: AnswerRequest) -> Any:
+        if request.stream:
+            return StreamingResponse(_answer_events(request), media_type="text/event-stream")
         with service_lock:
             return service.answer(request.question, top_k=request.top_k, filters=request.filters, history=request.history)
+
+    def _answer_events(request: AnswerRequest) -> Iterator[str]:
+        with service_lock:
+            try:
+                for event in service.answer_stream(
+                    request.question, top_k=request.top_k, filters=request.filters, history=request.history
+                ):
+                    if isinstance(event, Answer):
+                        yield _sse("answer", event.model_dump(mode="json"))
+                    else:
+                        yield _sse("token", {"text": event})
+            except RagError as exc:
+                yield _sse("error", error_body(exc.code, exc.message)["error"])
 
     @app.post("/v1/search", response_model=SearchResponse, dependencies=[Depends(require_api_key)])
     def search(request: SearchRequest) -> SearchResponse:
@@ -153,6 +171,10 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
 
         app = gr.mount_gradio_app(app, build_chat_ui(service, service_lock), path="/", footer_links=[])
     return app
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def _save_upload(upload: UploadFile, folder: Path) -> Path:
@@ -212,16 +234,26 @@ def format_answer_markdown(answer: Answer) -> str:
 def build_chat_ui(service: RagService, service_lock: threading.Lock) -> Any:
     import gradio as gr
 
-    def respond(message: str, history: list[dict[str, Any]]) -> str:
+    def respond(message: str, history: list[dict[str, Any]]) -> Iterator[str]:
         if not message or not message.strip():
-            return "Please type a question."
-        turns = [ChatTurn(role=m["role"], content=_as_text(m.get("content"))) for m in history if m.get("role") in ("user", "assistant")]
+            yield "Please type a question."
+            return
+        turns = [
+            ChatTurn(role=m["role"], content=_as_text(m.get("content"))[:20_000])
+            for m in history
+            if m.get("role") in ("user", "assistant")
+        ]
+        written = ""
         try:
             with service_lock:
-                answer = service.answer(message.strip()[:2000], history=turns)
+                for event in service.answer_stream(message.strip()[:2000], history=turns):
+                    if isinstance(event, Answer):
+                        yield format_answer_markdown(event)
+                    else:
+                        written += event
+                        yield written
         except RagError as exc:
-            return f"⚠️ {exc.message}"
-        return format_answer_markdown(answer)
+            yield f"⚠️ {exc.message}"
 
     return gr.ChatInterface(
         respond,

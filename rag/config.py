@@ -67,14 +67,29 @@ class RetrievalSettings(BaseModel):
 
 
 class AnswerSettings(BaseModel):
-    evidence_sentences: int = Field(6, ge=1, le=30, description="Evidence sentences handed to the answerer.")
-    extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted in an extractive answer.")
-    min_evidence_score: float = Field(
-        0.80,
+    evidence_sentences: int = Field(
+        6, ge=1, le=30, description="Evidence sentences handed to the LLM (each costs prompt time on a CPU)."
+    )
+    evidence_margin: float = Field(
+        0.02,
         ge=0,
         le=1,
-        description="Cosine similarity (e5 scale) below which the best evidence is judged unrelated and the "
-        "question refused.",
+        description="Evidence scoring more than this below the best sentence is not shown to the LLM.",
+    )
+    extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted in an extractive answer.")
+    min_evidence_score_korean: float = Field(
+        0.82,
+        ge=0,
+        le=1,
+        description="For Korean questions: cosine similarity (e5 scale) of the best evidence sentence below which "
+        "nothing relevant was found and the question is refused.",
+    )
+    min_evidence_score_other: float = Field(
+        0.745,
+        ge=0,
+        le=1,
+        description="The same for questions with no Hangul (e.g. English over Korean text: cross-lingual "
+        "similarities run lower).",
     )
     max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
     context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")

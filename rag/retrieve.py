@@ -80,20 +80,24 @@ class Retriever:
 
 
 def shape_hits(hits: list[Hit], *, top_k: int, max_per_article: int) -> list[Hit]:
-    """Drop near-identical chunks (syndicated copies, overlapping windows) and cap hits per article."""
-    shaped: list[Hit] = []
-    per_article: dict[str, int] = {}
+    """Drop near-identical chunks (syndicated copies, overlapping windows) and demote chunks past the
+    per-article cap behind those of other articles, so one long article cannot crowd out the rest
+    (FINDINGS.md #7); when there are not enough other articles, the demoted chunks fill the list."""
+    unique: list[Hit] = []
     seen_texts: set[str] = set()
     for hit in hits:
         key = _text_key(hit.chunk.text)
-        if key in seen_texts or per_article.get(hit.chunk.article_id, 0) >= max_per_article:
-            continue
-        seen_texts.add(key)
-        per_article[hit.chunk.article_id] = per_article.get(hit.chunk.article_id, 0) + 1
-        shaped.append(hit)
-        if len(shaped) == top_k:
-            break
-    return shaped
+        if key not in seen_texts:
+            seen_texts.add(key)
+            unique.append(hit)
+    within_cap: list[Hit] = []
+    demoted: list[Hit] = []
+    per_article: dict[str, int] = {}
+    for hit in unique:
+        count = per_article.get(hit.chunk.article_id, 0)
+        (within_cap if count < max_per_article else demoted).append(hit)
+        per_article[hit.chunk.article_id] = count + 1
+    return (within_cap + demoted)[:top_k]
 
 
 def _text_key(text: str) -> str:

@@ -10,9 +10,13 @@ import logging
 import time
 from functools import cached_property
 
-from rag.answer import EvidenceSelector, ExtractiveAnswerer, refusal
+from collections.abc import Iterator
+
+from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
 from rag.config import Settings
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.llm import LLM, Message, complete, create_llm
+from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
 from rag.sparse import ANALYZER_VERSION, SparseEncoder
 from rag.store import CollectionSpec, QdrantStore
 from rag.retrieve import Retriever
@@ -22,10 +26,19 @@ logger = logging.getLogger(__name__)
 
 
 class RagService:
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None, store: QdrantStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: QdrantStore | None = None,
+        llm: LLM | None = None,
+    ) -> None:
         self.settings = settings
         self._embedder = embedder
         self._store = store
+        self._llm = llm
+        self._llm_resolved = llm is not None
         self._collection_checked = False
 
     # ---- components ------------------------------------------------------------------------------
@@ -61,10 +74,21 @@ class RagService:
     def retriever(self) -> Retriever:
         return Retriever(self.store, self.embedder, self.sparse, self.settings.retrieval)
 
+    @property
+    def llm(self) -> LLM | None:
+        """The configured LLM backend (None for extractive answers), loaded on first use."""
+        if not self._llm_resolved:
+            started = time.perf_counter()
+            self._llm = create_llm(self.settings)
+            self._llm_resolved = True
+            if self._llm is not None:
+                logger.info("LLM %s ready in %.1f s", self._llm.name, time.perf_counter() - started)
+        return self._llm
+
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer:
+    def answerer(self) -> Answerer:
         selector = EvidenceSelector(self.embedder, self.sparse.analyzer)
-        return ExtractiveAnswerer(selector, self.settings.answer)
+        return Answerer(selector, self.settings.answer, self.llm, self.sparse.analyzer)
 
     def collection_spec(self) -> CollectionSpec:
         """The settings that shape vectors; a collection built with others is not reused."""
@@ -102,15 +126,61 @@ class RagService:
         filters: SearchFilters | None = None,
         history: list[ChatTurn] | None = None,
     ) -> Answer:
+        final = None
+        for event in self.answer_stream(question, top_k=top_k, filters=filters, history=history):
+            if isinstance(event, Answer):
+                final = event
+        assert final is not None  # answer_stream always ends with an Answer
+        return final
+
+    def answer_stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: SearchFilters | None = None,
+        history: list[ChatTurn] | None = None,
+    ) -> Iterator[AnswerEvent]:
+        """Text pieces as the LLM writes them (none in extractive mode), then the validated Answer."""
         started = time.perf_counter()
         self.open_for_reading()
-        retrieval = self.retriever.retrieve(question, top_k=top_k, filters=filters)
+        timings: dict[str, float] = {}
+        standalone = self.standalone_question(question, history or [], timings)
+        retrieval = self.retriever.retrieve(standalone, top_k=top_k, filters=filters)
+        timings.update(retrieval.timings_ms)
         if not retrieval.hits:
-            result = refusal(question, retrieval.timings_ms)
+            events: Iterator[AnswerEvent] = iter([refusal(question, timings)])
         else:
-            result = self.answerer.answer(question, retrieval.query_vector, retrieval.hits, retrieval.timings_ms)
-        result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return result
+            events = self.answerer.stream(standalone, retrieval.query_vector, retrieval.hits, timings)
+        for event in events:
+            if isinstance(event, Answer):
+                event.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+            yield event
+
+    def standalone_question(self, question: str, history: list[ChatTurn], timings: dict[str, float]) -> str:
+        """Follow-ups ("and who audits it?") rewritten with the conversation so retrieval sees the subject.
+
+        With an LLM the model rewrites; without one the previous user question is prepended, which keeps
+        its subject words in the query.
+        """
+        previous = [turn for turn in history if turn.content.strip()][-6:]
+        if not previous:
+            return question
+        started = time.perf_counter()
+        if self.llm is None:
+            last_user = next((t.content for t in reversed(previous) if t.role == "user"), "")
+            rewritten = f"{last_user.strip()} {question}".strip()
+        else:
+            transcript = "\n".join(f"{turn.role}: {quote_evidence(turn.content)[:500]}" for turn in previous)
+            messages: list[Message] = [
+                {"role": "system", "content": REWRITE_SYSTEM},
+                {"role": "user", "content": render(REWRITE_USER, history=transcript, question=quote_evidence(question))},
+            ]
+            reply = complete(self.llm, messages, max_tokens=64).strip()
+            rewritten = (reply.splitlines()[0].strip() if reply else "") or question
+        timings["rewrite"] = round((time.perf_counter() - started) * 1000, 2)
+        logger.debug("rewrote %r as %r", question, rewritten)
+        return rewritten
 
     def is_ready(self) -> bool:
         """Store reachable and models loaded (loads them on the first call)."""

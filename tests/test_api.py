@@ -124,3 +124,30 @@ def test_upload_ingests_through_the_running_app(client: TestClient) -> None:
     assert response.json()["added"] == 1
     hits = client.post("/v1/search", json={"query": "철도 안전 강화 대책"}).json()["hits"]
     assert any("철도" in hit["text"] for hit in hits)
+
+
+def test_streaming_answer_sends_tokens_then_the_answer(settings: Settings) -> None:
+    from rag.llm import ScriptedLLM
+
+    service = RagService(settings, embedder=FakeEmbedder(), llm=ScriptedLLM("LG CNS와 이큐브랩이 공동의장사로 선임됐다 [1]."))
+    build_ingestor(service).ingest_articles([ARTICLE])
+    with TestClient(create_app(service, with_ui=False)) as client:
+        response = client.post("/v1/answer", json={"question": "공동의장사는?", "stream": True})
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [block for block in response.text.split("\n\n") if block.strip()]
+        assert events[0].startswith("event: token")
+        assert events[-1].startswith("event: answer")
+        final = __import__("json").loads(events[-1].split("data: ", 1)[1])
+        assert final["citations"] and final["refused"] is False
+    service.close()
+
+
+def test_chat_page_is_served_at_root(settings: Settings) -> None:
+    service = RagService(settings, embedder=FakeEmbedder())
+    with TestClient(create_app(service, with_ui=True)) as client:
+        response = client.get("/")
+        assert response.status_code == 200
+        assert "gradio" in response.text.lower()
+        assert client.get("/healthz").status_code == 200
+    service.close()

@@ -1,19 +1,21 @@
-"""The thinnest real path: the sample article through the real embedding model and local Qdrant."""
+"""The thinnest real path: the sample article through the real embedding model, local Qdrant and
+(for `llm` tests) the local GGUF model."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ingest.pipeline import build_ingestor
-from rag.config import Settings
+from rag.config import LLMSettings, Settings
 from rag.embeddings import SentenceTransformerEmbedder
 from rag.service import RagService
+from rag.sparse import hangul_share
 
 from .conftest import PROJECT_ROOT, SAMPLE_ARTICLE, make_settings
 
@@ -24,20 +26,22 @@ CO_CHAIRS = ("LG CNS", "이큐브랩")
 
 @pytest.fixture(scope="module")
 def sample_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(tmp_path_factory.mktemp("e2e"))
+    settings = make_settings(tmp_path_factory.mktemp("e2e"))
+    service = RagService(settings)
+    report = build_ingestor(service).ingest_paths([SAMPLE_ARTICLE])
+    service.close()
+    assert report.added == 1 and not report.failed
+    return settings
 
 
 @pytest.fixture(scope="module")
-def service(sample_settings: Settings, real_embedder: SentenceTransformerEmbedder) -> Iterator[RagService]:
+def extractive(sample_settings: Settings, real_embedder: SentenceTransformerEmbedder) -> Iterator[RagService]:
     service = RagService(sample_settings, embedder=real_embedder)
-    report = build_ingestor(service).ingest_paths([SAMPLE_ARTICLE])
-    assert report.added == 1 and not report.failed
     yield service
     service.close()
 
 
-@pytest.mark.parametrize("question", ["Who co-chairs the alliance?", "얼라이언스 공동의장사는 어디인가?"])
-def test_sample_questions_cite_the_co_chair_sentence(service: RagService, question: str) -> None:
+def _assert_cites_co_chairs(service: RagService, question: str) -> None:
     answer = service.answer(question)
     assert not answer.refused, answer
     stored = service.store.get_article(answer.citations[0].doc_id)
@@ -47,14 +51,40 @@ def test_sample_questions_cite_the_co_chair_sentence(service: RagService, questi
     assert any(all(name in c.quote for name in CO_CHAIRS) for c in answer.citations), answer
 
 
-def test_cli_ask_json_matches_the_contract(sample_settings: Settings, service: RagService, tmp_path: Path) -> None:
-    service.close()  # the CLI opens the embedded store itself (one process at a time)
+def test_korean_question_cites_the_co_chair_sentence_extractively(extractive: RagService) -> None:
+    _assert_cites_co_chairs(extractive, "얼라이언스 공동의장사는 어디인가?")
+
+
+def test_unrelated_questions_are_refused_extractively(extractive: RagService) -> None:
+    for question in ("What is the capital of France?", "비트코인 가격은 얼마인가?"):
+        assert extractive.answer(question).refused, question
+
+
+@pytest.mark.llm
+def test_english_question_gets_an_english_answer_citing_the_co_chairs(
+    sample_settings: Settings, real_embedder: SentenceTransformerEmbedder, extractive: RagService
+) -> None:
+    extractive.close()  # one client per embedded store folder
+    service = RagService(sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder)
+    try:
+        answer = service.answer("Who co-chairs the alliance?")
+        assert not answer.refused, answer
+        assert hangul_share(answer.answer) < 0.3, answer.answer  # English, quoting Korean sources
+        assert "LG CNS" in answer.answer
+        assert any(all(name in c.quote for name in CO_CHAIRS) for c in answer.citations), answer
+        assert service.answer("What is the capital of France?").refused
+    finally:
+        service.close()
+
+
+def test_cli_ask_json_matches_the_contract(sample_settings: Settings, extractive: RagService) -> None:
+    extractive.close()  # the CLI opens the embedded store itself (one process at a time)
     env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAG_")},
         "RAG_QDRANT_PATH": str(sample_settings.qdrant.path),
         "RAG_COLLECTION": sample_settings.collection,
         "RAG_MODELS_DIR": str(sample_settings.models.dir),
-        "PATH": "/usr/bin:/bin",
-        "HF_HUB_OFFLINE": "1",
+        "RAG_LLM_BACKEND": "none",
     }
     result = subprocess.run(
         [sys.executable, "-m", "rag", "ask", "얼라이언스 공동의장사는 어디인가?", "--json"],
@@ -66,7 +96,9 @@ def test_cli_ask_json_matches_the_contract(sample_settings: Settings, service: R
     )
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
+    assert set(body) >= {"answer", "refused", "citations", "timings_ms"}
     assert body["refused"] is False
     assert any(all(name in c["quote"] for name in CO_CHAIRS) for c in body["citations"])
-    text = SAMPLE_ARTICLE.read_text(encoding="utf-8")
-    assert all(c["quote"] in text for c in body["citations"])
+    for citation in body["citations"]:
+        assert set(citation) == {"n", "doc_id", "title", "url", "date", "chunk_id", "quote", "start", "end"}
+        assert f"[{citation['n']}]" in body["answer"]

@@ -1,0 +1,156 @@
+"""`python -m eval`: evaluate the pipeline on a QA set (`run`) and the benchmarks (`bench-*`).
+
+Exit codes: 0 done, 1 a runtime failure (store, model), 2 bad input or configuration (one line on stderr).
+"""
+
+from __future__ import annotations
+
+from rag.cli import limit_native_threads
+
+limit_native_threads()
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
+from rag.config import Settings, load_settings  # noqa: E402
+from rag.embeddings import Embedder  # noqa: E402
+from rag.errors import ConfigurationError, InputError, RagError  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval",
+        description="Evaluate retrieval, answers, citations, refusals and latency on question sets.",
+        epilog="Settings come from RAG_* environment variables or a .env file (see `python -m rag config`).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    korquad = commands.add_parser("bench-korquad", help="KorQuAD 1.0 dev: 964 paragraphs, 500 questions, baselines")
+    korquad.add_argument(
+        "--out", type=Path, default=Path("reports/korquad"), help="report folder (default %(default)s)"
+    )
+    korquad.add_argument("--limit", type=int, default=500, metavar="N", help="questions sampled (default %(default)s)")
+    korquad.add_argument("--fresh", action="store_true", help="discard earlier results in the report folder")
+    korquad.add_argument("--json", action="store_true", help="print only the metrics JSON on stdout")
+    ingest = commands.add_parser("bench-ingest", help="ingest throughput vs raw embedding throughput (Wikinews CSV)")
+    ingest.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    retrieval = commands.add_parser("bench-retrieval", help="retrieval quality and latency on shared data")
+    retrieval.add_argument(
+        "--limit", type=int, default=500, metavar="N", help="KorQuAD questions (default %(default)s)"
+    )
+    retrieval.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="ingest a corpus into a fresh collection, answer every question, write a report",
+        description="Ingest CORPUS into a collection of its own, answer every question, score, and write "
+        "metrics.json, report.md, results.jsonl and plots to --out. Re-running with the same --out resumes.",
+    )
+    run.add_argument("--corpus", type=Path, required=True, help="corpus JSONL, or a SQuAD/KorQuAD JSON file")
+    run.add_argument("--questions", type=Path, help="questions JSONL (not with a SQuAD/KorQuAD corpus)")
+    run.add_argument("--out", type=Path, help="report folder (default reports/eval-<timestamp>)")
+    run.add_argument("--limit", type=int, metavar="N", help="evaluate a random sample of N questions")
+    run.add_argument("--seed", type=int, default=0, help="seed of that sample (default %(default)s)")
+    run.add_argument(
+        "--baselines", action="store_true", help="also measure sparse, dense and plain llama-index retrieval"
+    )
+    run.add_argument(
+        "--mode", choices=["extractive", "generative"], default="extractive", help="answer mode (default %(default)s)"
+    )
+    run.add_argument("--top-k", type=int, metavar="N", help="passages retrieved for answering (default from settings)")
+    run.add_argument("--cache-dir", type=Path, help="folder of the evaluation collections (default storage/eval)")
+    run.add_argument("--fresh", action="store_true", help="discard earlier results in --out instead of resuming")
+    run.add_argument("--json", action="store_true", help="print only the metrics JSON object on stdout")
+
+
+def main(argv: list[str] | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None) -> int:
+    """`settings` and `embedder` let tests run the CLI with fakes."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings or load_settings()
+        configure_logging(settings.log_level)
+        problem = _check_numbers(args)
+        if problem:
+            return fail(problem)
+        return _dispatch(args, settings, embedder)
+    except (ConfigurationError, InputError) as exc:
+        return fail(exc.message, EXIT_USAGE)
+    except RagError as exc:
+        return fail(exc.message, 1)
+    except KeyboardInterrupt:
+        return fail("interrupted; re-run the same command to resume", 130)
+
+
+def _check_numbers(args: argparse.Namespace) -> str | None:
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        return "--limit must be at least 1"
+    if getattr(args, "top_k", None) is not None and not 1 <= args.top_k <= 100:
+        return "--top-k must be between 1 and 100"
+    return None
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+    from eval import bench
+
+    if args.command == "run":
+        return _run(args, settings, embedder)
+    if args.command == "bench-korquad":
+        outcome = bench.bench_korquad(settings, out_dir=args.out, limit=args.limit, fresh=args.fresh, embedder=embedder)
+        return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
+    if args.command == "bench-ingest":
+        result = bench.bench_ingest(settings, embedder=embedder)
+        return _print_bench(result, bench.format_ingest(result), args.json)
+    result = bench.bench_retrieval(settings, limit=args.limit, embedder=embedder)
+    return _print_bench(result, bench.format_retrieval(result), args.json)
+
+
+def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+    from eval.runner import RunConfig, run_evaluation
+
+    for path in (args.corpus, args.questions):
+        if path is not None and not path.is_file():
+            return fail(f"{path}: no such file")
+    out = args.out or Path("reports") / f"eval-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    config = RunConfig(
+        corpus=args.corpus,
+        questions=args.questions,
+        out_dir=out,
+        limit=args.limit,
+        seed=args.seed,
+        baselines=args.baselines,
+        mode=args.mode,
+        top_k=args.top_k,
+        cache_dir=args.cache_dir,
+        fresh=args.fresh,
+    )
+    outcome = run_evaluation(config, settings, embedder=embedder)
+    return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
+
+
+def _print_outcome(metrics: dict[str, Any], out_dir: Path, as_json: bool) -> int:
+    from eval.report import format_summary
+
+    if as_json:
+        print_json(metrics)
+    else:
+        sys.stdout.write(format_summary(metrics) + f"\nreport: {out_dir / 'report.md'}\n")
+    return EXIT_OK
+
+
+def _print_bench(result: dict[str, Any], text: str, as_json: bool) -> int:
+    if as_json:
+        print_json(result)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Language model backends behind one small interface.
+
+- `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats).
+- `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), over httpx.
+- `none`: no model; the answer layer quotes evidence instead (see rag/answer.py).
+
+`ScriptedLLM` is the test double: it replies from a script and records the prompts it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+from rag.config import Settings
+from rag.errors import ConfigurationError, LLMError, ModelProvisioningError
+
+logger = logging.getLogger(__name__)
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+class LLM(Protocol):
+    name: str
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        """Yield the reply piece by piece."""
+        ...
+
+
+def complete(llm: LLM, messages: list[Message], *, max_tokens: int, temperature: float = 0.0) -> str:
+    return "".join(llm.stream(messages, max_tokens=max_tokens, temperature=temperature))
+
+
+class LlamaCppLLM:
+    """A local GGUF model on the CPU. Loading takes a few seconds, so it happens once per process."""
+
+    def __init__(self, model_path: Path, *, context_window: int, threads: int) -> None:
+        if not model_path.exists():
+            raise ModelProvisioningError(
+                f"local LLM file {model_path} is missing; run `python -m rag models --llm` (`make models-llm`) "
+                "or set RAG_LLM_BACKEND=none (extractive answers) or openai"
+            )
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ModelProvisioningError(
+                "the local LLM backend needs llama-cpp-python: `pip install llama-cpp-python` "
+                "(or `make setup`, which builds it)"
+            ) from exc
+        self.name = f"local:{model_path.name}"
+        self._model = Llama(
+            model_path=str(model_path),
+            n_ctx=context_window,
+            n_threads=threads,
+            n_batch=512,
+            chat_format="chatml",
+            verbose=False,
+        )
+        # llama.cpp keeps one evaluation state; two requests at once would corrupt it
+        self._lock = threading.Lock()
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        with self._lock:
+            try:
+                chunks = self._model.create_chat_completion(
+                    messages=list(messages),  # type: ignore[arg-type]
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stream=True,
+                )
+                for chunk in chunks:
+                    delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
+                    if delta.get("content"):
+                        yield delta["content"]
+            except (RuntimeError, ValueError) as exc:
+                raise LLMError(f"the local LLM failed: {exc}") from exc
+
+
+class OpenAICompatibleLLM:
+    """Chat completions against an OpenAI-compatible server, streamed as server-sent events."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
+        import httpx
+
+        self.name = f"openai:{model}"
+        self._model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        import httpx
+
+        body = {
+            "model": self._model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+        }
+        try:
+            with self._client.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise LLMError(f"LLM endpoint answered {response.status_code}: {response.text[:300]}")
+                yield from _sse_content(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise LLMError(f"cannot reach the LLM endpoint: {exc}") from exc
+
+
+def _sse_content(lines: Iterator[str]) -> Iterator[str]:
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        try:
+            event = json.loads(payload)
+            content = event["choices"][0].get("delta", {}).get("content")
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+        if content:
+            yield content
+
+
+class ScriptedLLM:
+    """Test double: answers with `reply(messages)` (or a fixed string), in small pieces like a real stream."""
+
+    def __init__(self, reply: str | Callable[[list[Message]], str]) -> None:
+        self.name = "scripted"
+        self._reply = reply
+        self.calls: list[list[Message]] = []
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        self.calls.append(messages)
+        text = self._reply(messages) if callable(self._reply) else self._reply
+        for start in range(0, len(text), 7):
+            yield text[start : start + 7]
+
+
+def create_llm(settings: Settings) -> LLM | None:
+    """The configured backend, or None for extractive answers."""
+    backend = settings.llm.backend
+    if backend == "none":
+        return None
+    if backend == "local":
+        return LlamaCppLLM(
+            settings.llm_model_path(), context_window=settings.answer.context_window, threads=settings.models.threads
+        )
+    if backend == "openai":
+        openai = settings.openai
+        if not (openai.base_url and openai.model):
+            raise ConfigurationError("RAG_LLM_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
+        key = openai.api_key.get_secret_value() if openai.api_key else None
+        return OpenAICompatibleLLM(openai.base_url, openai.model, key, openai.timeout_s)
+    raise ConfigurationError(f"unknown RAG_LLM_BACKEND {backend!r}; use local, openai or none")
+
+
+def describe(llm: Any) -> str:
+    return getattr(llm, "name", "none") if llm is not None else "none"
