@@ -12,9 +12,9 @@ limit_native_threads()
 
 import json  # noqa: E402
 import logging  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 import secrets  # noqa: E402
 import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -110,7 +110,9 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
-            raise StarletteHTTPException(status_code=401, detail="missing or wrong API key (Authorization: Bearer <key>)")
+            raise StarletteHTTPException(
+                status_code=401, detail="missing or wrong API key (Authorization: Bearer <key>)"
+            )
 
     _install_error_handlers(app)
 
@@ -131,7 +133,9 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         if request.stream:
             return StreamingResponse(_answer_events(request), media_type="text/event-stream")
         with service_lock:
-            return service.answer(request.question, top_k=request.top_k, filters=request.filters, history=request.history)
+            return service.answer(
+                request.question, top_k=request.top_k, filters=request.filters, history=request.history
+            )
 
     def _answer_events(request: AnswerRequest) -> Iterator[str]:
         with service_lock:
@@ -204,7 +208,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        return JSONResponse(error_body("internal_error", "unexpected server error; see the server log"), status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "unexpected server error; see the server log"), status_code=500
+        )
 
 
 def _describe_validation(exc: RequestValidationError) -> str:

@@ -12,6 +12,7 @@ limit_native_threads()
 import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ingest.loaders import SUPPORTED_SUFFIXES, CsvColumns  # noqa: E402
 from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
-def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
+def _progress_bar(enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(unit="article", desc="ingest", disable=not enabled, file=sys.stderr, dynamic_ncols=True)

@@ -140,17 +140,15 @@ def _longest_fitting_end(text: str, start: int, limit: int, count_tokens: TokenC
     return space if low < limit and space > start + (low - start) // 2 else low
 
 
-def _pack(
-    text: str, sentences: list[Span], count_tokens: TokenCounter, budget: int, overlap: int
-) -> list[list[Span]]:
+def _pack(text: str, sentences: list[Span], count_tokens: TokenCounter, budget: int, overlap: int) -> list[list[Span]]:
     groups: list[list[Span]] = []
     current: list[Span] = []
     for sentence in sentences:
-        candidate = current + [sentence]
+        candidate = [*current, sentence]
         if current and count_tokens(text[candidate[0].start : sentence.end]) > budget:
             groups.append(current)
             carried = current[-overlap:] if overlap else []
-            current = carried + [sentence]
+            current = [*carried, sentence]
             while len(current) > 1 and count_tokens(text[current[0].start : sentence.end]) > budget:
                 current = current[1:]
         else:

@@ -22,8 +22,8 @@ from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedd
 from ingest.loaders import CsvColumns, LoadFailure, iter_documents
 from rag.embeddings import Embedder
 from rag.errors import RagError
-from rag.sparse import SparseEncoder
 from rag.service import RagService
+from rag.sparse import SparseEncoder
 from rag.store import QdrantStore
 from rag.types import Article, Chunk
 
@@ -136,7 +136,10 @@ class Ingestor:
     ) -> _Pending | None:
         if article.id in seen:
             report.failed.append(
-                LoadFailure(path=article.origin or article.id, reason=f"duplicate article id '{article.id}' in this run; kept the first")
+                LoadFailure(
+                    path=article.origin or article.id,
+                    reason=f"duplicate article id '{article.id}' in this run; kept the first",
+                )
             )
             return None
         seen.add(article.id)
@@ -171,7 +174,11 @@ class Ingestor:
             count = len(entry.chunks)
             try:
                 self.store.replace_article(
-                    entry.article, entry.content_hash, entry.chunks, dense[offset : offset + count], sparse[offset : offset + count]
+                    entry.article,
+                    entry.content_hash,
+                    entry.chunks,
+                    dense[offset : offset + count],
+                    sparse[offset : offset + count],
                 )
             except RagError as exc:
                 report.failed.append(LoadFailure(path=entry.article.origin or entry.article.id, reason=exc.message))
@@ -211,7 +218,6 @@ def _is_within(path: Path, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
 
 
 def build_ingestor(service: RagService) -> Ingestor:

@@ -19,7 +19,9 @@ LLMBackendName = Literal["local", "openai", "none"]
 
 
 class ModelSettings(BaseModel):
-    dir: Path = Field(Path("models"), description="Folder holding provisioned model files (created by `python -m rag models`).")
+    dir: Path = Field(
+        Path("models"), description="Folder holding provisioned model files (created by `python -m rag models`)."
+    )
     embedding: str = Field(
         "multilingual-e5-small",
         description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
@@ -62,7 +64,9 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense side.")
     sparse_weight_korean: float = Field(1.0, ge=0, description="RRF weight of the keyword side for Korean queries.")
     sparse_weight_other: float = Field(
-        0.3, ge=0, description="RRF weight of the keyword side for queries with no Hangul (e.g. English over Korean text)."
+        0.3,
+        ge=0,
+        description="RRF weight of the keyword side for queries with no Hangul (e.g. English over Korean text).",
     )
 
 
@@ -96,14 +100,18 @@ class AnswerSettings(BaseModel):
 
 
 class OpenAISettings(BaseModel):
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, hosted API).")
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, hosted API)."
+    )
     model: str | None = Field(None, description="Model name at that endpoint.")
     api_key: SecretStr | None = Field(None, description="API key for that endpoint.")
     timeout_s: float = Field(60.0, gt=0, description="Request timeout.")
 
 
 class LLMSettings(BaseModel):
-    backend: LLMBackendName = Field("none", description="`local` (GGUF via llama.cpp), `openai` or `none` (extractive).")
+    backend: LLMBackendName = Field(
+        "none", description="`local` (GGUF via llama.cpp), `openai` or `none` (extractive)."
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 keeps answers reproducible.")
 
 
@@ -122,7 +130,9 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$", description="Qdrant collection name.")
+    collection: str = Field(
+        "news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$", description="Qdrant collection name."
+    )
     host: str = Field("127.0.0.1", description="Address `python app.py` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `python app.py` listens on.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")

@@ -63,7 +63,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path, threads)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens = int(self._model.max_seq_length or 512)
         self.model_id = _model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)
 
     def embed_query(self, text: str) -> np.ndarray:

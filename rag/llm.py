@@ -77,9 +77,10 @@ class LlamaCppLLM:
                     stream=True,
                 )
                 for chunk in chunks:
-                    delta = chunk["choices"][0].get("delta", {})  # type: ignore[index]
-                    if delta.get("content"):
-                        yield delta["content"]
+                    choice: Any = chunk["choices"][0]  # type: ignore[index]
+                    content = choice.get("delta", {}).get("content")
+                    if content:
+                        yield content
             except (RuntimeError, ValueError) as exc:
                 raise LLMError(f"the local LLM failed: {exc}") from exc
 

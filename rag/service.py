@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import cached_property
-
 from collections.abc import Iterator
+from functools import cached_property
 
 from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
 from rag.config import Settings
 from rag.embeddings import Embedder, SentenceTransformerEmbedder
 from rag.llm import LLM, Message, complete, create_llm
 from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
+from rag.retrieve import Retriever
 from rag.sparse import ANALYZER_VERSION, SparseEncoder
 from rag.store import CollectionSpec, QdrantStore
-from rag.retrieve import Retriever
 from rag.types import Answer, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
@@ -174,7 +173,10 @@ class RagService:
             transcript = "\n".join(f"{turn.role}: {quote_evidence(turn.content)[:500]}" for turn in previous)
             messages: list[Message] = [
                 {"role": "system", "content": REWRITE_SYSTEM},
-                {"role": "user", "content": render(REWRITE_USER, history=transcript, question=quote_evidence(question))},
+                {
+                    "role": "user",
+                    "content": render(REWRITE_USER, history=transcript, question=quote_evidence(question)),
+                },
             ]
             reply = complete(self.llm, messages, max_tokens=64).strip()
             rewritten = (reply.splitlines()[0].strip() if reply else "") or question

@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 import threading
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -37,13 +37,151 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 BIGRAM_WEIGHT = 0.5  # a bigram is weaker evidence than a whole morpheme
 
 _ENGLISH_STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having
-    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too under until up very
-    was we were what when where which while who whom why will with would you your yours yourself yourselves
-    s t don didn doesn isn wasn weren won wouldn shouldn couldn also may might must shall""".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "s",
+        "t",
+        "don",
+        "didn",
+        "doesn",
+        "isn",
+        "wasn",
+        "weren",
+        "won",
+        "wouldn",
+        "shouldn",
+        "couldn",
+        "also",
+        "may",
+        "might",
+        "must",
+        "shall",
+    ]
 )
 
 
@@ -93,8 +231,8 @@ class TermAnalyzer:
 
         self._stemmer = PorterStemmer()
 
-    def terms(self, text: str) -> Counter[str]:
-        counts: Counter[str] = Counter()
+    def terms(self, text: str) -> dict[str, float]:
+        counts: defaultdict[str, float] = defaultdict(float)
         if contains_hangul(text):
             self._add_korean_terms(text, counts)
         else:
@@ -103,7 +241,7 @@ class TermAnalyzer:
                 counts[number.replace(",", "")] += 1.0
         return counts
 
-    def _add_korean_terms(self, text: str, counts: Counter[str]) -> None:
+    def _add_korean_terms(self, text: str, counts: defaultdict[str, float]) -> None:
         with _kiwi_lock:
             tokens = get_kiwi().tokenize(text)
         for token in tokens:
@@ -119,7 +257,7 @@ class TermAnalyzer:
             for i in range(len(run) - 1):
                 counts["#" + run[i : i + 2]] += BIGRAM_WEIGHT
 
-    def _add_latin_terms(self, text: str, counts: Counter[str]) -> None:
+    def _add_latin_terms(self, text: str, counts: defaultdict[str, float]) -> None:
         for word in _LATIN_WORD.findall(text):
             for part in re.split(r"[-'’]", word.lower()):
                 if len(part) < 2 or part in _ENGLISH_STOPWORDS:

@@ -116,8 +116,7 @@ class QdrantStore:
     def require_collection(self) -> None:
         if not self.exists():
             raise CollectionNotFoundError(
-                f"collection '{self.collection}' does not exist yet; ingest documents first "
-                "(`python -m ingest data/`)"
+                f"collection '{self.collection}' does not exist yet; ingest documents first (`python -m ingest data/`)"
             )
 
     def drop(self) -> None:
@@ -254,7 +253,9 @@ class QdrantStore:
     def search_dense(self, dense_query: np.ndarray, *, limit: int, filters: SearchFilters | None = None) -> list[Hit]:
         return self._search_single(dense_query.tolist(), DENSE, limit, filters, dense_query)
 
-    def search_sparse(self, sparse_query: SparseVector, *, limit: int, filters: SearchFilters | None = None) -> list[Hit]:
+    def search_sparse(
+        self, sparse_query: SparseVector, *, limit: int, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         if sparse_query.is_empty():
             return []
         query = self._m.SparseVector(indices=sparse_query.indices, values=sparse_query.values)
@@ -321,7 +322,7 @@ def _build_filter(m: Any, filters: SearchFilters | None) -> Any:
 
 def _as_datetime(day: dt.date, end_of_day: bool = False) -> dt.datetime:
     moment = dt.time(23, 59, 59) if end_of_day else dt.time(0, 0)
-    return dt.datetime.combine(day, moment, tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, moment, tzinfo=dt.UTC)
 
 
 def _chunk_payload(chunk: Chunk) -> dict[str, Any]:

@@ -118,7 +118,9 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_upload_ingests_through_the_running_app(client: TestClient) -> None:
-    files = {"files": ("rail.txt", "철도 안전 대책\n\n국토교통부는 철도 안전 강화 대책을 발표했다.".encode(), "text/plain")}
+    files = {
+        "files": ("rail.txt", "철도 안전 대책\n\n국토교통부는 철도 안전 강화 대책을 발표했다.".encode(), "text/plain")
+    }
     response = client.post("/v1/ingest", files=files)
     assert response.status_code == 200, response.text
     assert response.json()["added"] == 1
@@ -129,7 +131,9 @@ def test_upload_ingests_through_the_running_app(client: TestClient) -> None:
 def test_streaming_answer_sends_tokens_then_the_answer(settings: Settings) -> None:
     from rag.llm import ScriptedLLM
 
-    service = RagService(settings, embedder=FakeEmbedder(), llm=ScriptedLLM("LG CNS와 이큐브랩이 공동의장사로 선임됐다 [1]."))
+    service = RagService(
+        settings, embedder=FakeEmbedder(), llm=ScriptedLLM("LG CNS와 이큐브랩이 공동의장사로 선임됐다 [1].")
+    )
     build_ingestor(service).ingest_articles([ARTICLE])
     with TestClient(create_app(service, with_ui=False)) as client:
         response = client.post("/v1/answer", json={"question": "공동의장사는?", "stream": True})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from ingest.chunking import ChunkingPlan, chunk_article, embedding_text, split_sentences
 from rag.embeddings import FakeEmbedder
 from rag.types import Article
@@ -43,7 +45,7 @@ def test_overlap_repeats_the_last_sentence_of_the_previous_chunk() -> None:
     article = Article(id="b", text=text)
     chunks = chunk_article(article, _counter().count_tokens, ChunkingPlan(max_tokens=40, overlap_sentences=1))
     assert len(chunks) > 2
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         assert current.sentences[0] == previous.sentences[-1]
 
 

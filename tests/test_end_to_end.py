@@ -65,7 +65,9 @@ def test_english_question_gets_an_english_answer_citing_the_co_chairs(
     sample_settings: Settings, real_embedder: SentenceTransformerEmbedder, extractive: RagService
 ) -> None:
     extractive.close()  # one client per embedded store folder
-    service = RagService(sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder)
+    service = RagService(
+        sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder
+    )
     try:
         answer = service.answer("Who co-chairs the alliance?")
         assert not answer.refused, answer

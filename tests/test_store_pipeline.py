@@ -27,7 +27,7 @@ def _articles() -> list[Article]:
         Article(
             id="fed",
             title="Federal Reserve statement",
-            text="The Committee decided to raise the target range for the federal funds rate. Inflation remains elevated.",
+            text="The Committee decided to raise the target range for the federal funds rate. Inflation is high.",
             date=dt.date(2023, 7, 26),
             source="fomc",
         ),
@@ -120,7 +120,9 @@ def test_collection_built_with_another_model_is_not_mixed(settings: Settings) ->
     second.close()
 
 
-def test_second_process_on_the_embedded_store_gets_a_clear_message(fake_service: RagService, settings: Settings) -> None:
+def test_second_process_on_the_embedded_store_gets_a_clear_message(
+    fake_service: RagService, settings: Settings
+) -> None:
     _ = fake_service.store  # holds the folder lock
     with pytest.raises(StoreLockedError, match="POST /v1/ingest"):
         QdrantStore(settings.qdrant, settings.collection)
