@@ -14,7 +14,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ingest.loaders import SUPPORTED_SUFFIXES, CsvColumns  # noqa: E402
+from ingest.loaders import SUPPORTED_SUFFIXES, CsvColumns, discover_files, estimate_documents  # noqa: E402
 from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
 from rag.config import load_settings  # noqa: E402
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     service = RagService(settings)
     try:
         ingestor = build_ingestor(service)
-        with _progress_bar(enabled=sys.stderr.isatty()) as bar:
+        files, _ = discover_files(args.paths)
+        with _progress_bar(total=estimate_documents(files), enabled=sys.stderr.isatty()) as bar:
             report = ingestor.ingest_paths(args.paths, sync=args.sync, csv_columns=columns, progress=bar)
     except ConfigurationError as exc:
         return fail(exc.message, EXIT_USAGE)
@@ -66,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
-def _progress_bar(enabled: bool) -> Any:
+def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(unit="article", desc="ingest", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, unit="article", desc="ingest", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
 def _print_report(report: IngestReport, as_json: bool) -> None:

@@ -116,12 +116,12 @@ class Ingestor:
         seen: set[str] = set()
         pending: list[_Pending] = []
         for item in items:
+            if progress is not None:
+                progress.update(1)
             if isinstance(item, LoadFailure):
                 report.failed.append(item)
                 continue
             entry = self._plan_article(item, known, seen, report)
-            if progress is not None:
-                progress.update(1)
             if entry is None:
                 continue
             pending.append(entry)

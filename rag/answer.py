@@ -149,9 +149,15 @@ class Answerer:
     refusal rule and citation format."""
 
     def __init__(
-        self, selector: EvidenceSelector, settings: AnswerSettings, llm: LLM | None, analyzer: TermAnalyzer
+        self,
+        selector: EvidenceSelector,
+        settings: AnswerSettings,
+        llm: LLM | None,
+        analyzer: TermAnalyzer,
+        temperature: float = 0.0,
     ) -> None:
         self.selector, self.settings, self.llm, self.analyzer = selector, settings, llm, analyzer
+        self.temperature = temperature
 
     def answer(self, question: str, query_vector: np.ndarray, hits: list[Hit], timings_ms: dict[str, float]) -> Answer:
         final = None
@@ -203,7 +209,7 @@ class Answerer:
         messages = build_answer_messages(question, evidence)
         started = time.perf_counter()
         pieces: list[str] = []
-        for piece in self.llm.stream(messages, max_tokens=self.settings.max_new_tokens, temperature=0.0):
+        for piece in self.llm.stream(messages, max_tokens=self.settings.max_new_tokens, temperature=self.temperature):
             if not pieces:
                 timings["first_token"] = _ms_since(started)
             pieces.append(piece)

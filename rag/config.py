@@ -25,7 +25,8 @@ class ModelSettings(BaseModel):
     embedding: str = Field(
         "multilingual-e5-small",
         description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
-        "folder, or (on a machine that reaches a model hub) a hub id.",
+        "folder, or (on a machine that reaches a model hub) a hub id. `fake` selects a deterministic hashing "
+        "embedder for tests and smoke runs (no model files, no quality).",
     )
     embedding_batch_size: int = Field(32, ge=1, le=512, description="Chunks per embedding batch at ingest.")
     query_prefix: str = Field("query: ", description="Prefix the e5 family expects before questions.")

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
 from rag.config import Settings
-from rag.embeddings import Embedder, SentenceTransformerEmbedder
+from rag.embeddings import Embedder, FakeEmbedder, SentenceTransformerEmbedder
 from rag.llm import LLM, Message, complete, create_llm
 from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
 from rag.retrieve import Retriever
@@ -22,6 +22,8 @@ from rag.store import CollectionSpec, QdrantStore
 from rag.types import Answer, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
+
+FAKE_EMBEDDING = "fake"  # RAG_MODELS_EMBEDDING=fake: a deterministic hashing embedder, for tests and smoke runs
 
 
 class RagService:
@@ -44,6 +46,8 @@ class RagService:
 
     @property
     def embedder(self) -> Embedder:
+        if self._embedder is None and self.settings.models.embedding == FAKE_EMBEDDING:
+            self._embedder = FakeEmbedder()
         if self._embedder is None:
             from rag.models import configure_offline_environment
 
@@ -87,7 +91,9 @@ class RagService:
     @cached_property
     def answerer(self) -> Answerer:
         selector = EvidenceSelector(self.embedder, self.sparse.analyzer)
-        return Answerer(selector, self.settings.answer, self.llm, self.sparse.analyzer)
+        return Answerer(
+            selector, self.settings.answer, self.llm, self.sparse.analyzer, temperature=self.settings.llm.temperature
+        )
 
     def collection_spec(self) -> CollectionSpec:
         """The settings that shape vectors; a collection built with others is not reused."""
