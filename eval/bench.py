@@ -164,6 +164,7 @@ def _chunk_texts(path: Path, embedder: Embedder, settings: Settings) -> list[str
 
 
 def format_ingest(result: dict[str, Any]) -> str:
+    in_pipeline = result["chunks"] / result["embedding_in_pipeline_s"]
     rows = [
         [
             "end to end (load, clean, chunk, embed, store)",
@@ -171,14 +172,10 @@ def format_ingest(result: dict[str, Any]) -> str:
             result["articles_per_s"],
             result["chunks_per_s"],
         ],
-        [
-            "  of which embedding",
-            result["embedding_in_pipeline_s"],
-            "",
-            round(result["chunks"] / result["embedding_in_pipeline_s"], 2),
-        ],
-        ["raw model, same chunk texts, one call", result["raw_embedding_s"], "", result["raw_chunks_per_s"]],
+        ["  of which embedding", result["embedding_in_pipeline_s"], None, in_pipeline],
+        ["raw model, same chunk texts, one call", result["raw_embedding_s"], None, result["raw_chunks_per_s"]],
     ]
+    rows = [[label, fmt(s, 1), fmt(a, 2) if a else "", fmt(c, 2)] for label, s, a, c in rows]
     table = format_table(["", "seconds", "articles/s", "chunks/s"], rows)
     return (
         f"{result['articles']} articles ({result['failed']} failed) → {result['chunks']} chunks "

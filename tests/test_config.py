@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from rag.__main__ import main as rag_main
-from rag.config import load_settings
+from pydantic import BaseModel
+
+from rag.config import Settings, load_settings
 from rag.errors import ConfigurationError
 
 
@@ -62,3 +64,20 @@ def test_bad_setting_makes_the_cli_exit_2(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setenv("RAG_LLM_BACKEND", "gpt-17")
     assert rag_main(["config"]) == 2
     assert "RAG_LLM_BACKEND" in capsys.readouterr().err
+
+
+def _environment_names(model: type[BaseModel], prefix: str = "RAG_") -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += _environment_names(annotation, f"{prefix}{name.upper()}_")
+        else:
+            names.append(f"{prefix}{name.upper()}")
+    return names
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in _environment_names(Settings) if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not document: {missing}"
