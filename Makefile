@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup models models-llm ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer clean
+.PHONY: help setup models models-llm browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer clean
 
 help:
 	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
@@ -39,7 +39,16 @@ ingest: models
 run: models-llm ingest
 	RAG_LLM_BACKEND=$${RAG_LLM_BACKEND:-local} $(PYTHON) app.py
 
-test: models-llm
+# Debian's chromium drives the chat page in the browser tests (Playwright's own browser download cannot work offline)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)
+
+test: models-llm browser
 	$(PYTHON) -m pytest
 
 test-fast: setup

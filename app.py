@@ -226,15 +226,14 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def format_answer_markdown(answer: Answer) -> str:
     """The answer followed by its numbered sources, each with the quoted sentence."""
-    lines = [answer.answer]
-    if answer.citations:
-        lines.append("")
-        for citation in answer.citations:
-            title = citation.title or citation.doc_id
-            link = f"[{title}]({citation.url})" if citation.url else title
-            date = f" · {citation.date}" if citation.date else ""
-            lines.append(f"**[{citation.n}]** {link}{date}  \n> {citation.quote}")
-    return "\n".join(lines)
+    blocks = [answer.answer]
+    for citation in answer.citations:
+        title = citation.title or citation.doc_id
+        link = f"[{title}]({citation.url})" if citation.url else title
+        date = f" · {citation.date}" if citation.date else ""
+        # a blank line after each quote ends the blockquote, so the next source is not swallowed by it
+        blocks.append(f"**[{citation.n}]** {link}{date}\n> {citation.quote}")
+    return "\n\n".join(blocks)
 
 
 def build_chat_ui(service: RagService, service_lock: threading.Lock) -> Any:

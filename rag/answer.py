@@ -113,8 +113,8 @@ def _candidate_sentences(hits: list[Hit]) -> list[tuple[int, Hit, int, int, str]
         for span in chunk.sentences:
             key = (chunk.article_id, span.start)
             text = chunk.text[span.start - chunk.start : span.end - chunk.start]
-            if key in seen or len(text.strip()) < MIN_SENTENCE_CHARS:
-                continue
+            if key in seen or len(text.strip()) < MIN_SENTENCE_CHARS or text.strip() == (chunk.title or "").strip():
+                continue  # the headline itself says nothing its article's sentences do not
             seen.add(key)
             candidates.append((rank, hit, span.start, span.end, text))
     return candidates
