@@ -4,10 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rag.__main__ import main as rag_main
 from pydantic import BaseModel
 
+from rag.__main__ import main as rag_main
 from rag.config import Settings, load_settings
 from rag.errors import ConfigurationError
 
