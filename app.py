@@ -13,6 +13,7 @@ limit_native_threads()
 import json  # noqa: E402
 import logging  # noqa: E402
 import secrets  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -278,15 +279,28 @@ def _as_text(content: Any) -> str:
     return str(content or "")
 
 
-def main() -> None:
+def main() -> int:
     import uvicorn
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except RagError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 2
     configure_logging(settings.log_level)
-    app = create_app()
-    logger.info("serving on http://%s:%d", settings.host, settings.port)
+    service = RagService(settings)
+    try:
+        # load models before the first request instead of during it
+        _ = service.embedder, service.llm
+        service.store.exists()
+    except RagError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 1
+    app = create_app(service)
+    logger.info("serving the chat page on http://%s:%d/ (API under /v1, docs at /docs)", settings.host, settings.port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
