@@ -83,11 +83,11 @@ class AnswerSettings(BaseModel):
     )
     extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted in an extractive answer.")
     min_evidence_score_korean: float = Field(
-        0.82,
+        0.85,
         ge=0,
         le=1,
         description="For Korean questions: cosine similarity (e5 scale) of the best evidence sentence below which "
-        "nothing relevant was found and the question is refused.",
+        "nothing relevant was found and the question is refused (measured: `python -m eval bench-refusal`).",
     )
     min_evidence_score_other: float = Field(
         0.745,

@@ -1,0 +1,135 @@
+"""`python -m eval bench-refusal`: measure the refusal thresholds instead of guessing them.
+
+For Korean questions (KorQuAD 1.0 dev) and English questions over Korean text (the ko-en parallel news
+corpus), half the questions have their source in the collection and half do not. For each question the
+best evidence similarity is recorded; the threshold that best separates the two halves is printed with
+the accuracy it gives, next to the accuracy of the configured thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.datasets import CorpusDocument, Question, load_parallel, load_squad
+from ingest.pipeline import build_ingestor
+from rag.config import QdrantSettings, load_settings
+from rag.service import RagService
+from rag.types import Article
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    corpus: list[CorpusDocument]
+    answerable: list[Question]
+    unanswerable: list[Question]
+
+
+def shared_data() -> Path:
+    import os
+
+    return Path(os.environ.get("RAG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def korquad_split(per_side: int, seed: int) -> Split:
+    """Articles are split in two; only the first half is indexed. Questions about the second half have
+    an on-topic-looking but absent source: the hard kind of unanswerable question."""
+    documents, questions = load_squad(shared_data() / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json")
+    titles = sorted({d.id.rsplit("#", 1)[0] for d in documents})
+    random.Random(seed).shuffle(titles)
+    indexed_titles = set(titles[: len(titles) // 2])
+    corpus = [d for d in documents if d.id.rsplit("#", 1)[0] in indexed_titles]
+    indexed_ids = {d.id for d in corpus}
+    inside = [q for q in questions if set(q.relevant_doc_ids) <= indexed_ids]
+    outside = [q for q in questions if not set(q.relevant_doc_ids) & indexed_ids]
+    rng = random.Random(seed)
+    return Split("korean (KorQuAD)", corpus, rng.sample(inside, per_side), rng.sample(outside, per_side))
+
+
+def parallel_split(per_side: int, seed: int) -> Split:
+    """Korean news sentences indexed; English twins of indexed sentences are answerable, English
+    sentences whose twin is not indexed are not."""
+    root = shared_data() / "ko_en_news_parallel"
+    documents, questions = load_parallel(root / "korean-english-park.dev.ko", root / "korean-english-park.dev.en")
+    half = len(documents) // 2
+    corpus = documents[:half]
+    indexed_ids = {d.id for d in corpus}
+    inside = [q for q in questions if set(q.relevant_doc_ids) <= indexed_ids]
+    outside = [q for q in questions if not set(q.relevant_doc_ids) & indexed_ids]
+    rng = random.Random(seed)
+    return Split(
+        "english over korean (parallel news)", corpus, rng.sample(inside, per_side), rng.sample(outside, per_side)
+    )
+
+
+def best_similarities(service: RagService, questions: list[Question]) -> list[float]:
+    scores = []
+    for question in questions:
+        retrieval = service.retriever.retrieve(question.question)
+        evidence = service.answerer.selector.select(question.question, retrieval.query_vector, retrieval.hits, 1)
+        scores.append(max((e.similarity for e in evidence), default=0.0))
+    return scores
+
+
+def best_threshold(answerable: list[float], unanswerable: list[float]) -> tuple[float, float]:
+    """The cut-off (refuse below it) with the highest accuracy over both halves."""
+    candidates = sorted(set(answerable) | set(unanswerable))
+    best = (0.0, 0.0)
+    total = len(answerable) + len(unanswerable)
+    for cut in candidates:
+        correct = sum(s >= cut for s in answerable) + sum(s < cut for s in unanswerable)
+        if correct / total > best[1]:
+            best = (cut, correct / total)
+    return best
+
+
+def accuracy_at(cut: float, answerable: list[float], unanswerable: list[float]) -> float:
+    correct = sum(s >= cut for s in answerable) + sum(s < cut for s in unanswerable)
+    return correct / (len(answerable) + len(unanswerable))
+
+
+def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, Any]:
+    settings = load_settings()
+    results: dict[str, Any] = {}
+    for split, configured in (
+        (korquad_split(per_side, seed), settings.answer.min_evidence_score_korean),
+        (parallel_split(per_side, seed), settings.answer.min_evidence_score_other),
+    ):
+        folder = PROJECT_ROOT / "storage" / "bench" / "refusal"
+        name = "refusal-" + ("ko" if split.name.startswith("korean") else "en")
+        service = RagService(settings.model_copy(update={"collection": name, "qdrant": QdrantSettings(path=folder)}))
+        try:
+            articles = [Article(id=d.id, title=d.title, text=d.text) for d in split.corpus]
+            build_ingestor(service).ingest_articles(articles)
+            inside = best_similarities(service, split.answerable)
+            outside = best_similarities(service, split.unanswerable)
+        finally:
+            service.close()
+        cut, accuracy = best_threshold(inside, outside)
+        results[split.name] = {
+            "questions_per_side": per_side,
+            "best_threshold": round(cut, 4),
+            "best_accuracy": round(accuracy, 3),
+            "configured_threshold": configured,
+            "configured_accuracy": round(accuracy_at(configured, inside, outside), 3),
+            "answerable_median": round(sorted(inside)[len(inside) // 2], 4),
+            "unanswerable_median": round(sorted(outside)[len(outside) // 2], 4),
+        }
+    if as_json:
+        sys.stdout.write(json.dumps(results, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write("| questions | best threshold | accuracy | configured | accuracy | median in / out |\n")
+        sys.stdout.write("|---|---|---|---|---|---|\n")
+        for name, r in results.items():
+            sys.stdout.write(
+                f"| {name} | {r['best_threshold']:.3f} | {r['best_accuracy']:.3f} | {r['configured_threshold']:.3f} | "
+                f"{r['configured_accuracy']:.3f} | {r['answerable_median']:.3f} / {r['unanswerable_median']:.3f} |\n"
+            )
+    return results
