@@ -29,6 +29,7 @@ from eval.runner import (
     SearchMode,
     file_digest,
     ingest_corpus,
+    load_average,
     local_store,
     open_eval_collection,
     progress_bar,
@@ -114,6 +115,7 @@ def bench_ingest(settings: Settings, *, embedder: Embedder | None = None) -> dic
     """End-to-end ingest (load, clean, chunk, embed, upsert) into a throwaway collection, then the raw model
     on the very same chunk texts in one call: overhead = end-to-end / raw − 1."""
     csv_path = shared_file(WIKINEWS)
+    load_before = load_average()
     started = time.perf_counter()
     embedder = _load_embedder(settings, embedder)
     load_seconds = time.perf_counter() - started
@@ -151,6 +153,7 @@ def bench_ingest(settings: Settings, *, embedder: Embedder | None = None) -> dic
         "model_load_s": round(load_seconds, 2),
         "batch_size": settings.models.embedding_batch_size,
         "cpu_cores": os.cpu_count(),
+        "load_average": {"start": load_before, "end": load_average()},
     }
 
 
@@ -179,7 +182,8 @@ def format_ingest(result: dict[str, Any]) -> str:
     table = format_table(["", "seconds", "articles/s", "chunks/s"], rows)
     return (
         f"{result['articles']} articles ({result['failed']} failed) → {result['chunks']} chunks "
-        f"(mean {result['mean_tokens_per_chunk']} model tokens), {result['cpu_cores']} cores\n\n{table}\n\n"
+        f"(mean {result['mean_tokens_per_chunk']} model tokens), {result['cpu_cores']} cores, "
+        f"load average {_load_text(result['load_average'])}\n\n{table}\n\n"
         f"pipeline overhead = end-to-end / raw − 1 = {result['pipeline_overhead']:.3f}  "
         f"(model load {result['model_load_s']} s, not counted)\n"
     )
@@ -189,6 +193,7 @@ def format_ingest(result: dict[str, Any]) -> str:
 
 
 def bench_retrieval(settings: Settings, *, limit: int = 500, embedder: Embedder | None = None) -> dict[str, Any]:
+    load_before = load_average()
     embedder = _load_embedder(settings, embedder)
     cache = bench_cache_dir(settings)
     result: dict[str, Any] = {"korquad": _korquad_modes(settings, cache, embedder, limit)}
@@ -200,6 +205,7 @@ def bench_retrieval(settings: Settings, *, limit: int = 500, embedder: Embedder 
     finally:
         service.close()
     result["cpu_cores"] = os.cpu_count()
+    result["load_average"] = {"start": load_before, "end": load_average()}
     return result
 
 
@@ -323,6 +329,7 @@ def format_retrieval(result: dict[str, Any]) -> str:
         _modes_table(cross["modes"], ("recall@1", "recall@5", "mrr@10")),
         _sample_text(result["sample_article"]),
         _latency_text(result["latency"]),
+        f"{result['cpu_cores']} cores, load average {_load_text(result['load_average'])}",
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -354,3 +361,9 @@ def _latency_text(latency: dict[str, Any]) -> str:
         f"{latency['documents']} articles / {latency['chunks']} chunks"
     )
     return head + "\n\n" + format_table(["stage", "p50 ms", "p95 ms"], rows)
+
+
+def _load_text(load: dict[str, Any]) -> str:
+    """'0.4 at start, 2.1 at the end' (1-minute averages): above the core count, timings are inflated."""
+    start, end = (load.get(k) for k in ("start", "end"))
+    return f"{start[0] if start else '?'} at start, {end[0] if end else '?'} at the end (1-min)"

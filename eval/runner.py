@@ -160,6 +160,14 @@ def progress_bar(total: int | None, desc: str, unit: str) -> Any:
     )
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load: timings taken while other processes compete for the cores are not comparable."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def settings_for_mode(settings: Settings, mode: AnswerMode) -> Settings:
     """Extractive answers never call an LLM; generative ones need a configured backend."""
     if mode == "extractive":
@@ -549,5 +557,6 @@ def _setup(
         "depth": {"documents": DEPTH_DOCS, "chunks": DEPTH_CHUNKS},
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu_cores": os.cpu_count(),
+        "load_average": load_average(),
         "seconds": round(time.perf_counter() - started, 1),
     }
