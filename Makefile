@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup models models-llm browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer clean
+.PHONY: help setup models models-llm browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer bench-refusal clean
 
 help:
 	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
@@ -72,8 +72,11 @@ bench-retrieval: models
 bench-eval: models
 	$(PYTHON) -m eval bench-korquad
 
-bench-answer: models
+bench-answer: models-llm
 	$(PYTHON) -m eval bench-answer
+
+bench-refusal: models
+	$(PYTHON) -m eval bench-refusal
 
 clean:
 	rm -rf storage reports .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=500, metavar="N", help="KorQuAD questions (default %(default)s)"
     )
     retrieval.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    answer = commands.add_parser("bench-answer", help="answer latency (first token, total) per LLM backend")
+    answer.add_argument(
+        "--backends", nargs="+", default=["none", "local"], choices=["none", "local", "openai"], help="backends"
+    )
+    answer.add_argument("--repeats", type=int, default=2, metavar="N", help="passes over the questions")
+    answer.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    refusal = commands.add_parser("bench-refusal", help="measure the refusal thresholds on in/out-of-index questions")
+    refusal.add_argument("--per-side", type=int, default=100, metavar="N", help="questions with / without source")
+    refusal.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     return parser
 
 
@@ -104,6 +113,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.command == "bench-korquad":
         outcome = bench.bench_korquad(settings, out_dir=args.out, limit=args.limit, fresh=args.fresh, embedder=embedder)
         return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
+    if args.command == "bench-answer":
+        from eval import bench_answer
+
+        bench_answer.run(args.backends, repeats=args.repeats, as_json=args.json)
+        return 0
+    if args.command == "bench-refusal":
+        from eval import bench_refusal
+
+        bench_refusal.run(per_side=args.per_side, as_json=args.json)
+        return 0
     if args.command == "bench-ingest":
         result = bench.bench_ingest(settings, embedder=embedder)
         return _print_bench(result, bench.format_ingest(result), args.json)
