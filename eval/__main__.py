@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument(
         "--limit", type=int, default=500, metavar="N", help="KorQuAD questions (default %(default)s)"
     )
+    retrieval.add_argument(
+        "--only",
+        action="append",
+        choices=["korquad", "cross-lingual", "sample", "latency"],
+        help="run only this part (repeatable; default all)",
+    )
     retrieval.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     answer = commands.add_parser("bench-answer", help="answer latency (first token, total) per LLM backend")
     answer.add_argument(
@@ -126,7 +132,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.command == "bench-ingest":
         result = bench.bench_ingest(settings, embedder=embedder)
         return _print_bench(result, bench.format_ingest(result), args.json)
-    result = bench.bench_retrieval(settings, limit=args.limit, embedder=embedder)
+    parts = args.only or bench.RETRIEVAL_PARTS
+    result = bench.bench_retrieval(settings, limit=args.limit, parts=parts, embedder=embedder)
     return _print_bench(result, bench.format_retrieval(result), args.json)
 
 

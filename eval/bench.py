@@ -192,18 +192,30 @@ def format_ingest(result: dict[str, Any]) -> str:
 # --- bench-retrieval -------------------------------------------------------------------------------
 
 
-def bench_retrieval(settings: Settings, *, limit: int = 500, embedder: Embedder | None = None) -> dict[str, Any]:
+RETRIEVAL_PARTS = ("korquad", "cross-lingual", "sample", "latency")
+
+
+def bench_retrieval(
+    settings: Settings, *, limit: int = 500, parts: Sequence[str] = RETRIEVAL_PARTS, embedder: Embedder | None = None
+) -> dict[str, Any]:
+    """The parts asked for, in order: (a) korquad, (b) cross-lingual, (c) sample, (d) latency."""
     load_before = load_average()
     embedder = _load_embedder(settings, embedder)
     cache = bench_cache_dir(settings)
-    result: dict[str, Any] = {"korquad": _korquad_modes(settings, cache, embedder, limit)}
-    result["cross_lingual"] = _cross_lingual(settings, cache, embedder)
-    service, sample_id, n_docs = _all_korean_collection(settings, cache, embedder)
-    try:
-        result["sample_article"] = _sample_ranks(service, sample_id, n_docs)
-        result["latency"] = _warm_latency(service, _latency_queries(limit), n_docs)
-    finally:
-        service.close()
+    result: dict[str, Any] = {}
+    if "korquad" in parts:
+        result["korquad"] = _korquad_modes(settings, cache, embedder, limit)
+    if "cross-lingual" in parts:
+        result["cross_lingual"] = _cross_lingual(settings, cache, embedder)
+    if "sample" in parts or "latency" in parts:
+        service, sample_id, n_docs = _all_korean_collection(settings, cache, embedder)
+        try:
+            if "sample" in parts:
+                result["sample_article"] = _sample_ranks(service, sample_id, n_docs)
+            if "latency" in parts:
+                result["latency"] = _warm_latency(service, _latency_queries(limit), n_docs)
+        finally:
+            service.close()
     result["cpu_cores"] = os.cpu_count()
     result["load_average"] = {"start": load_before, "end": load_average()}
     return result
@@ -320,17 +332,25 @@ def _warm_latency(service: RagService, queries: Sequence[str], n_docs: int) -> d
 
 
 def format_retrieval(result: dict[str, Any]) -> str:
-    korquad, cross = result["korquad"], result["cross_lingual"]
-    parts = [
-        f"(a) KorQuAD 1.0 dev: {korquad['questions']} questions (seed {korquad['seed']}), "
-        f"{korquad['documents']} paragraphs; document level, first {DEPTH_DOCS} distinct documents",
-        _modes_table(korquad["modes"], ("recall@1", "recall@5", "mrr@10")),
-        f"(b) cross-lingual: {cross['questions']} English sentences → their Korean twin among {cross['documents']}",
-        _modes_table(cross["modes"], ("recall@1", "recall@5", "mrr@10")),
-        _sample_text(result["sample_article"]),
-        _latency_text(result["latency"]),
-        f"{result['cpu_cores']} cores, load average {_load_text(result['load_average'])}",
-    ]
+    parts = []
+    if "korquad" in result:
+        korquad = result["korquad"]
+        parts.append(
+            f"(a) KorQuAD 1.0 dev: {korquad['questions']} questions (seed {korquad['seed']}), "
+            f"{korquad['documents']} paragraphs; document level, first {DEPTH_DOCS} distinct documents\n\n"
+            + _modes_table(korquad["modes"], ("recall@1", "recall@5", "mrr@10"))
+        )
+    if "cross_lingual" in result:
+        cross = result["cross_lingual"]
+        parts.append(
+            f"(b) cross-lingual: {cross['questions']} English sentences → their Korean twin among "
+            f"{cross['documents']}\n\n" + _modes_table(cross["modes"], ("recall@1", "recall@5", "mrr@10"))
+        )
+    if "sample_article" in result:
+        parts.append(_sample_text(result["sample_article"]))
+    if "latency" in result:
+        parts.append(_latency_text(result["latency"]))
+    parts.append(f"{result['cpu_cores']} cores, load average {_load_text(result['load_average'])}")
     return "\n\n".join(parts) + "\n"
 
 
