@@ -98,7 +98,7 @@ class LlamaIndexRanking:
         index = VectorStoreIndex.from_documents(
             llama_documents(articles), embed_model=model, transformations=[SentenceSplitter()], show_progress=True
         )
-        info = {"nodes": len(index.docstore.docs), "build_s": round(time.perf_counter() - started, 1)}
+        info: dict[str, Any] = {"nodes": len(index.docstore.docs), "build_s": round(time.perf_counter() - started, 1)}
         info["nodes_over_model_window"] = _nodes_over_window(index, plain)
         return cls(index.as_retriever(similarity_top_k=depth), max_docs, info)
 

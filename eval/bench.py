@@ -384,6 +384,7 @@ def _latency_text(latency: dict[str, Any]) -> str:
 
 
 def _load_text(load: dict[str, Any]) -> str:
-    """'0.4 at start, 2.1 at the end' (1-minute averages): above the core count, timings are inflated."""
+    """1-minute load averages. At the start it shows other jobs on the machine (a timing taken while they ran is
+    inflated); at the end it includes this benchmark itself (~1-2 on its own)."""
     start, end = (load.get(k) for k in ("start", "end"))
-    return f"{start[0] if start else '?'} at start, {end[0] if end else '?'} at the end (1-min)"
+    return f"{start[0] if start else '?'} at start (other jobs), {end[0] if end else '?'} at the end (1-min)"
