@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as m
-from eval.datasets import Question, load_parallel, load_squad, sample_questions
+from eval.datasets import CorpusDocument, Question, load_parallel, load_squad, sample_questions
 from eval.report import fmt, format_table
 from eval.runner import (
     DEPTH_DOCS,
@@ -248,21 +248,30 @@ def _korquad_modes(settings: Settings, cache: Path, embedder: Embedder, limit: i
     path = shared_file(KORQUAD)
     documents, questions = load_squad(path)
     selected = sample_questions(questions, limit, SEED)
-    service = open_eval_collection(settings, file_digest([path]), cache, embedder=embedder)
-    try:
-        ingest_corpus(service, [to_article(d) for d in documents], label="korquad")
-        modes = _mode_metrics(service, selected, ("dense", "sparse", "hybrid"))
-    finally:
-        service.close()
-    return {"documents": len(documents), "questions": len(selected), "seed": SEED, "modes": modes}
+    result = _modes_on(settings, cache, embedder, [path], documents, selected, label="korquad")
+    return {**result, "seed": SEED}
 
 
 def _cross_lingual(settings: Settings, cache: Path, embedder: Embedder) -> dict[str, Any]:
     ko, en = shared_file(PARALLEL_KO), shared_file(PARALLEL_EN)
     documents, questions = load_parallel(ko, en)
-    service = open_eval_collection(settings, file_digest([ko]), cache, embedder=embedder)
+    return _modes_on(settings, cache, embedder, [ko], documents, questions, label="parallel ko")
+
+
+def _modes_on(
+    settings: Settings,
+    cache: Path,
+    embedder: Embedder,
+    sources: list[Path],
+    documents: list[CorpusDocument],
+    questions: list[Question],
+    *,
+    label: str,
+) -> dict[str, Any]:
+    """Dense, sparse and hybrid retrieval metrics for `questions` over `documents` (cached collection)."""
+    service = open_eval_collection(settings, file_digest(sources), cache, embedder=embedder)
     try:
-        ingest_corpus(service, [to_article(d) for d in documents], label="parallel ko")
+        ingest_corpus(service, [to_article(d) for d in documents], label=label)
         modes = _mode_metrics(service, questions, ("dense", "sparse", "hybrid"))
     finally:
         service.close()

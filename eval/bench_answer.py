@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from eval.bench import PROJECT_ROOT
 from eval.metrics import latency_summary
 from ingest.pipeline import build_ingestor
 from rag.config import LLMBackendName, LLMSettings, QdrantSettings, Settings, load_settings
 from rag.service import RagService
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_ARTICLE = PROJECT_ROOT / "data" / "smartcity_alliance_launch.txt"
 
 QUESTIONS = [

@@ -12,16 +12,14 @@ import json
 import random
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from eval.bench import KORQUAD, PARALLEL_EN, PARALLEL_KO, PROJECT_ROOT, shared_file
 from eval.datasets import CorpusDocument, Question, load_parallel, load_squad
 from ingest.pipeline import build_ingestor
 from rag.config import QdrantSettings, load_settings
 from rag.service import RagService
 from rag.types import Article
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -32,16 +30,10 @@ class Split:
     unanswerable: list[Question]
 
 
-def shared_data() -> Path:
-    import os
-
-    return Path(os.environ.get("RAG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
-
-
 def korquad_split(per_side: int, seed: int) -> Split:
     """Articles are split in two; only the first half is indexed. Questions about the second half have
     an on-topic-looking but absent source: the hard kind of unanswerable question."""
-    documents, questions = load_squad(shared_data() / "korquad_v1_dev" / "KorQuAD_v1.0_dev.json")
+    documents, questions = load_squad(shared_file(KORQUAD))
     titles = sorted({d.id.rsplit("#", 1)[0] for d in documents})
     random.Random(seed).shuffle(titles)
     indexed_titles = set(titles[: len(titles) // 2])
@@ -56,8 +48,7 @@ def korquad_split(per_side: int, seed: int) -> Split:
 def parallel_split(per_side: int, seed: int) -> Split:
     """Korean news sentences indexed; English twins of indexed sentences are answerable, English
     sentences whose twin is not indexed are not."""
-    root = shared_data() / "ko_en_news_parallel"
-    documents, questions = load_parallel(root / "korean-english-park.dev.ko", root / "korean-english-park.dev.en")
+    documents, questions = load_parallel(shared_file(PARALLEL_KO), shared_file(PARALLEL_EN))
     half = len(documents) // 2
     corpus = documents[:half]
     indexed_ids = {d.id for d in corpus}
