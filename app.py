@@ -290,9 +290,9 @@ def main() -> int:
     configure_logging(settings.log_level)
     service = RagService(settings)
     try:
-        # load models before the first request instead of during it
+        # load models (and the embedded store's search index) before the first request instead of during it
         _ = service.embedder, service.llm
-        service.store.exists()
+        service.store.warm_up()
     except RagError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return 1

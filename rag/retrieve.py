@@ -1,8 +1,9 @@
-"""Question → ranked hits: dense + Korean-aware keyword search fused in Qdrant, then shaped.
+"""Question → ranked hits: dense + Korean-aware keyword search fused (store.py), then shaped.
 
-The keyword side is weighed by how Korean the question is (FINDINGS.md #5, #8): a question with no Hangul
-over Korean articles matches almost nothing by keywords, and equal-weight fusion would let noise from the
-keyword side push good dense hits down.
+Whether the keyword side takes part depends on the question (FINDINGS.md #5, #8): an English question over
+Korean articles matches almost nothing by keywords, and fusing that noise pushes good dense hits down; an
+English question over English articles, or any Korean question, gains from it. The test is cheap: is the
+question in Hangul, or does the collection know most of its keywords?
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embeddings import Embedder
-from rag.sparse import SparseEncoder, hangul_share
+from rag.sparse import SparseEncoder, SparseVector, hangul_share
 from rag.store import QdrantStore
 from rag.types import Hit, SearchFilters
 
@@ -39,8 +40,11 @@ class Retriever:
     ) -> None:
         self.store, self.embedder, self.sparse, self.settings = store, embedder, sparse, settings
 
-    def sparse_weight_for(self, question: str) -> float:
+    def sparse_weight_for(self, question: str, sparse_query: SparseVector | None = None) -> float:
         if hangul_share(question) >= KOREAN_QUERY_SHARE:
+            return self.settings.sparse_weight_korean
+        coverage = self.store.keyword_coverage(sparse_query) if sparse_query is not None else None
+        if coverage is not None and coverage >= self.settings.keyword_coverage:
             return self.settings.sparse_weight_korean
         return self.settings.sparse_weight_other
 
@@ -65,13 +69,16 @@ class Retriever:
         elif mode == "sparse":
             raw = self.store.search_sparse(self.sparse.encode_query(question), limit=limit, filters=filters)
         else:
+            sparse_query = self.sparse.encode_query(question)
             raw = self.store.search(
                 dense_query,
-                self.sparse.encode_query(question),
+                sparse_query,
                 limit=limit,
                 candidates=self.settings.candidates,
+                fusion=self.settings.fusion,
+                rrf_k=self.settings.rrf_k,
                 dense_weight=self.settings.dense_weight,
-                sparse_weight=self.sparse_weight_for(question),
+                sparse_weight=self.sparse_weight_for(question, sparse_query),
                 filters=filters,
             )
         timings["search"] = _ms_since(started)

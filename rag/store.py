@@ -6,6 +6,11 @@ Two collections per logical collection NAME:
   content hash and origin. The article record is written *last*, after all its chunks, so it doubles as a
   commit marker: an article whose record is missing or stale is re-ingested in full (resumable ingest).
 
+Hybrid search is one Qdrant query (dense + keyword prefetch, fused by DBSF or weighted RRF) against a
+server. The embedded store scores the same way in process instead (rag/local_index.py): qdrant-client's
+local mode scores sparse vectors in pure Python, far too slow for interactive use, while the fusion itself
+is qdrant-client's own function in both cases, so the two deployments rank alike.
+
 The collection remembers the fingerprint of the settings that shaped its vectors (embedding model,
 dimension, chunking, sparse analyser); opening it with other settings raises CollectionMismatchError
 instead of silently mixing incomparable vectors.
@@ -15,15 +20,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from rag.config import QdrantSettings
 from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreError, StoreLockedError
+from rag.local_index import IndexedPoint, InProcessIndex
 from rag.sparse import SparseVector
 from rag.types import Article, Chunk, Hit, SearchFilters, Span, article_point_id
 
@@ -33,6 +40,9 @@ DENSE = "dense"
 SPARSE = "sparse"
 ARTICLES_SUFFIX = "__articles"
 RRF_K = 60
+SCROLL_BATCH = 1024
+
+FusionMethod = Literal["dbsf", "rrf"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,9 @@ class StoredArticle:
 class QdrantStore:
     """Chunk and article storage with hybrid search, over embedded (local) or server Qdrant."""
 
-    def __init__(self, settings: QdrantSettings, collection: str) -> None:
+    def __init__(self, settings: QdrantSettings, collection: str, *, in_process_scoring: bool | None = None) -> None:
+        """`in_process_scoring`: None (default) scores in process exactly when the store is embedded; False
+        forces Qdrant's own query API even then (how tests check that both rank alike)."""
         self.settings = settings
         self.collection = collection
         self.articles_collection = collection + ARTICLES_SUFFIX
@@ -61,6 +73,10 @@ class QdrantStore:
         from qdrant_client import models
 
         self._m = models
+        # embedded Qdrant is exclusive to this process, so every write passes here and can invalidate
+        self._in_process = not settings.url if in_process_scoring is None else in_process_scoring and not settings.url
+        self._index: InProcessIndex | None = None
+        self._index_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -120,6 +136,7 @@ class QdrantStore:
             )
 
     def drop(self) -> None:
+        self._index = None
         for name in (self.collection, self.articles_collection):
             if self._client.collection_exists(name):
                 self._client.delete_collection(name)
@@ -153,6 +170,7 @@ class QdrantStore:
         as not ingested and redoes it; deterministic point ids make the redo overwrite, not duplicate.
         """
         m = self._m
+        self._index = None
         self._client.delete(self.articles_collection, points_selector=[article_point_id(article.id)])
         points = [
             m.PointStruct(
@@ -173,6 +191,7 @@ class QdrantStore:
         self._client.upsert(self.articles_collection, points=[record], wait=True)
 
     def delete_article(self, article_id: str) -> None:
+        self._index = None
         self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
         self._delete_chunks(article_id, from_index=0)
 
@@ -215,21 +234,42 @@ class QdrantStore:
         *,
         limit: int,
         candidates: int,
+        fusion: FusionMethod = "dbsf",
+        rrf_k: int = RRF_K,
         dense_weight: float = 1.0,
         sparse_weight: float = 1.0,
         filters: SearchFilters | None = None,
     ) -> list[Hit]:
-        """Hybrid search: dense and keyword candidates fused by weighted RRF inside Qdrant.
+        """Hybrid search: dense and keyword candidates fused by DBSF or weighted RRF.
 
-        Each hit also carries the cosine similarity of its dense vector to the query, which the
-        answer layer uses to judge whether anything relevant was found at all.
+        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights:
+        for it a weight only says whether the side takes part. Each hit also carries the cosine similarity
+        of its dense vector to the query, which the answer layer uses to judge whether anything relevant
+        was found at all.
         """
+        use_sparse = sparse_query is not None and not sparse_query.is_empty() and sparse_weight > 0
+        use_dense = dense_weight > 0 or not use_sparse
+        if self._in_process:
+            return self._search_in_process(
+                dense_query,
+                sparse_query if use_sparse else None,
+                use_dense=use_dense,
+                limit=limit,
+                candidates=candidates,
+                fusion=fusion,
+                rrf_k=rrf_k,
+                weights=(dense_weight, sparse_weight),
+                filters=filters,
+            )
         m = self._m
         query_filter = _build_filter(m, filters)
-        dense_list = dense_query.tolist()
-        prefetch = [m.Prefetch(query=dense_list, using=DENSE, limit=candidates, filter=query_filter)]
-        weights = [dense_weight]
-        if sparse_query is not None and not sparse_query.is_empty() and sparse_weight > 0:
+        prefetch = []
+        weights = []
+        if use_dense:
+            prefetch.append(m.Prefetch(query=dense_query.tolist(), using=DENSE, limit=candidates, filter=query_filter))
+            weights.append(dense_weight)
+        if use_sparse:
+            assert sparse_query is not None
             prefetch.append(
                 m.Prefetch(
                     query=m.SparseVector(indices=sparse_query.indices, values=sparse_query.values),
@@ -239,10 +279,13 @@ class QdrantStore:
                 )
             )
             weights.append(sparse_weight)
+        query = (
+            m.FusionQuery(fusion=m.Fusion.DBSF) if fusion == "dbsf" else m.RrfQuery(rrf=m.Rrf(k=rrf_k, weights=weights))
+        )
         response = self._client.query_points(
             self.collection,
             prefetch=prefetch,
-            query=m.RrfQuery(rrf=m.Rrf(k=RRF_K, weights=weights)),
+            query=query,
             query_filter=query_filter,
             limit=limit,
             with_payload=True,
@@ -251,6 +294,10 @@ class QdrantStore:
         return [_hit(point, dense_query) for point in response.points]
 
     def search_dense(self, dense_query: np.ndarray, *, limit: int, filters: SearchFilters | None = None) -> list[Hit]:
+        if self._in_process:
+            index = self._local_index()
+            ranked = index.dense_top(dense_query, limit, index.mask(filters))
+            return self._hits(ranked, dense_query)
         return self._search_single(dense_query.tolist(), DENSE, limit, filters, dense_query)
 
     def search_sparse(
@@ -258,8 +305,24 @@ class QdrantStore:
     ) -> list[Hit]:
         if sparse_query.is_empty():
             return []
+        if self._in_process:
+            index = self._local_index()
+            ranked = index.sparse_top(sparse_query.indices, sparse_query.values, limit, index.mask(filters))
+            return self._hits(ranked, None)
         query = self._m.SparseVector(indices=sparse_query.indices, values=sparse_query.values)
         return self._search_single(query, SPARSE, limit, filters, None)
+
+    def keyword_coverage(self, sparse_query: SparseVector) -> float | None:
+        """Share of the query's distinct terms that occur anywhere in the collection; None when unknown
+        (a Qdrant server does not expose its vocabulary)."""
+        if not self._in_process or sparse_query.is_empty():
+            return None
+        return self._local_index().term_coverage(sparse_query.indices)
+
+    def warm_up(self) -> None:
+        """Build what the first search would otherwise build (the in-process index of an embedded store)."""
+        if self._in_process and self.exists():
+            self._local_index()
 
     def _search_single(
         self, query: Any, using: str, limit: int, filters: SearchFilters | None, dense_query: np.ndarray | None
@@ -274,6 +337,100 @@ class QdrantStore:
             with_vectors=[DENSE] if dense_query is not None else False,
         )
         return [_hit(point, dense_query) for point in response.points]
+
+    # ---- embedded store: in-process scoring -------------------------------------------------------
+
+    def _search_in_process(
+        self,
+        dense_query: np.ndarray,
+        sparse_query: SparseVector | None,
+        *,
+        use_dense: bool,
+        limit: int,
+        candidates: int,
+        fusion: FusionMethod,
+        rrf_k: int,
+        weights: tuple[float, float],
+        filters: SearchFilters | None,
+    ) -> list[Hit]:
+        from qdrant_client.hybrid.fusion import distribution_based_score_fusion, reciprocal_rank_fusion
+
+        index = self._local_index()
+        mask = index.mask(filters)
+        sides: list[list[tuple[str, float]]] = []
+        side_weights: list[float] = []
+        if use_dense:
+            sides.append(index.dense_top(dense_query, candidates, mask))
+            side_weights.append(weights[0])
+        if sparse_query is not None:
+            sides.append(index.sparse_top(sparse_query.indices, sparse_query.values, candidates, mask))
+            side_weights.append(weights[1])
+        responses = [[self._m.ScoredPoint(id=pid, version=0, score=score) for pid, score in side] for side in sides]
+        if fusion == "dbsf":
+            fused = distribution_based_score_fusion(responses, limit=limit)
+        else:
+            fused = reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=rrf_k, weights=side_weights)
+        return self._hits([(str(point.id), float(point.score)) for point in fused], dense_query)
+
+    def _hits(self, ranked: list[tuple[str, float]], dense_query: np.ndarray | None) -> list[Hit]:
+        if not ranked:
+            return []
+        records = self._client.retrieve(
+            self.collection,
+            ids=[pid for pid, _ in ranked],
+            with_payload=True,
+            with_vectors=[DENSE] if dense_query is not None else False,
+        )
+        by_id = {str(record.id): record for record in records}
+        hits = []
+        for pid, score in ranked:
+            record = by_id.get(pid)
+            if record is not None:
+                hits.append(_hit(record, dense_query, score))
+        return hits
+
+    def _local_index(self) -> InProcessIndex:
+        index = self._index
+        if index is not None:
+            return index
+        with self._index_lock:
+            if self._index is None:
+                self.require_collection()
+                self._index = self._build_index()
+            return self._index
+
+    def _build_index(self) -> InProcessIndex:
+        points: list[IndexedPoint] = []
+        offset = None
+        dimension = 0
+        while True:
+            records, offset = self._client.scroll(
+                self.collection,
+                limit=SCROLL_BATCH,
+                offset=offset,
+                with_payload=["source", "date"],
+                with_vectors=[DENSE, SPARSE],
+            )
+            for record in records:
+                vectors = record.vector if isinstance(record.vector, dict) else {}
+                dense = np.asarray(vectors.get(DENSE, []), dtype=np.float32)
+                dimension = dimension or dense.size
+                sparse = vectors.get(SPARSE)
+                payload = record.payload or {}
+                points.append(
+                    IndexedPoint(
+                        id=str(record.id),
+                        dense=dense,
+                        sparse_indices=list(sparse.indices) if sparse is not None else [],
+                        sparse_values=list(sparse.values) if sparse is not None else [],
+                        source=payload.get("source"),
+                        date=_parse_day(payload.get("date")),
+                    )
+                )
+            if offset is None:
+                break
+        logger.info("in-process index of %s: %d chunks", self.collection, len(points))
+        return InProcessIndex(points, dimension)
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -382,15 +539,30 @@ def _stored_article(payload: dict[str, Any]) -> StoredArticle:
     return StoredArticle(article=article, content_hash=payload["content_hash"], chunk_count=payload["chunk_count"])
 
 
+def _parse_day(value: Any) -> dt.date | None:
+    """A stored `date` payload (ISO date, or a datetime string) as a calendar day."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
 def _parse_date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
-def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
+def _hit(point: Any, dense_query: np.ndarray | None, score: float | None = None) -> Hit:
+    """A scored point (or a retrieved record with its score given) as a Hit."""
     dense_score = None
     if dense_query is not None and isinstance(point.vector, dict) and DENSE in point.vector:
         dense_score = float(np.dot(np.asarray(point.vector[DENSE], dtype=np.float32), dense_query))
-    return Hit(chunk=_chunk_from_payload(point.payload or {}), score=float(point.score), dense_score=dense_score)
+    return Hit(
+        chunk=_chunk_from_payload(point.payload or {}),
+        score=float(point.score if score is None else score),
+        dense_score=dense_score,
+    )
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
