@@ -36,6 +36,13 @@ class ModelSettings(BaseModel):
         description="GGUF file under `dir` (or absolute path) used by the `local` LLM backend.",
     )
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch and llama.cpp.")
+    query_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Torch threads for small embedding calls (a question, a few sentences): one thread does not "
+        "stall when another process or the LLM keeps the other core busy (measured p50 88 ms vs 1,964 ms).",
+    )
 
 
 class QdrantSettings(BaseModel):

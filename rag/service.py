@@ -59,6 +59,7 @@ class RagService:
                 passage_prefix=self.settings.models.passage_prefix,
                 batch_size=self.settings.models.embedding_batch_size,
                 threads=self.settings.models.threads,
+                query_threads=self.settings.models.query_threads,
             )
             logger.info("embedding model loaded in %.1f s", time.perf_counter() - started)
         return self._embedder
