@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embeddings import Embedder
-from rag.sparse import SparseEncoder, SparseVector, hangul_share
+from rag.sparse import SparseEncoder, hangul_share
 from rag.store import QdrantStore
 from rag.types import Hit, SearchFilters
 
@@ -40,10 +40,10 @@ class Retriever:
     ) -> None:
         self.store, self.embedder, self.sparse, self.settings = store, embedder, sparse, settings
 
-    def sparse_weight_for(self, question: str, sparse_query: SparseVector | None = None) -> float:
+    def sparse_weight_for(self, question: str) -> float:
         if hangul_share(question) >= KOREAN_QUERY_SHARE:
             return self.settings.sparse_weight_korean
-        coverage = self.store.keyword_coverage(sparse_query) if sparse_query is not None else None
+        coverage = self.store.keyword_coverage(self.sparse.word_term_ids(question))
         if coverage is not None and coverage >= self.settings.keyword_coverage:
             return self.settings.sparse_weight_korean
         return self.settings.sparse_weight_other
@@ -78,7 +78,7 @@ class Retriever:
                 fusion=self.settings.fusion,
                 rrf_k=self.settings.rrf_k,
                 dense_weight=self.settings.dense_weight,
-                sparse_weight=self.sparse_weight_for(question, sparse_query),
+                sparse_weight=self.sparse_weight_for(question),
                 filters=filters,
             )
         timings["search"] = _ms_since(started)

@@ -283,6 +283,11 @@ class SparseEncoder:
             weights[index] = weights.get(index, 0.0) + tf * (self.k1 + 1) / (tf + norm)
         return _to_vector(weights)
 
+    def word_term_ids(self, text: str) -> list[int]:
+        """Ids of the query's word terms; numbers are left out (they are script-neutral: a year in an English
+        question matches Korean articles as well as English ones, so it says nothing about the language)."""
+        return sorted({term_id(term) for term in self.analyzer.terms(text) if not _NUMBER.fullmatch(term)})
+
     def encode_query(self, text: str) -> SparseVector:
         counts = self.analyzer.terms(text)
         weights: dict[int, float] = {}

@@ -242,8 +242,8 @@ class QdrantStore:
     ) -> list[Hit]:
         """Hybrid search: dense and keyword candidates fused by DBSF or weighted RRF.
 
-        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights:
-        for it a weight only says whether the side takes part. Each hit also carries the cosine similarity
+        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights of
+        its own: a side with weight w counts round(w) times (at least once). Each hit also carries the cosine similarity
         of its dense vector to the query, which the answer layer uses to judge whether anything relevant
         was found at all.
         """
@@ -266,18 +266,18 @@ class QdrantStore:
         prefetch = []
         weights = []
         if use_dense:
-            prefetch.append(m.Prefetch(query=dense_query.tolist(), using=DENSE, limit=candidates, filter=query_filter))
+            dense_prefetch = m.Prefetch(query=dense_query.tolist(), using=DENSE, limit=candidates, filter=query_filter)
+            prefetch += [dense_prefetch] * _repeats(fusion, dense_weight)
             weights.append(dense_weight)
         if use_sparse:
             assert sparse_query is not None
-            prefetch.append(
-                m.Prefetch(
-                    query=m.SparseVector(indices=sparse_query.indices, values=sparse_query.values),
-                    using=SPARSE,
-                    limit=candidates,
-                    filter=query_filter,
-                )
+            sparse_prefetch = m.Prefetch(
+                query=m.SparseVector(indices=sparse_query.indices, values=sparse_query.values),
+                using=SPARSE,
+                limit=candidates,
+                filter=query_filter,
             )
+            prefetch += [sparse_prefetch] * _repeats(fusion, sparse_weight)
             weights.append(sparse_weight)
         query = (
             m.FusionQuery(fusion=m.Fusion.DBSF) if fusion == "dbsf" else m.RrfQuery(rrf=m.Rrf(k=rrf_k, weights=weights))
@@ -312,12 +312,12 @@ class QdrantStore:
         query = self._m.SparseVector(indices=sparse_query.indices, values=sparse_query.values)
         return self._search_single(query, SPARSE, limit, filters, None)
 
-    def keyword_coverage(self, sparse_query: SparseVector) -> float | None:
-        """Share of the query's distinct terms that occur anywhere in the collection; None when unknown
-        (a Qdrant server does not expose its vocabulary)."""
-        if not self._in_process or sparse_query.is_empty():
+    def keyword_coverage(self, term_ids: Sequence[int]) -> float | None:
+        """Share of the distinct terms that occur anywhere in the collection; None when unknown (no terms, or
+        a Qdrant server, which does not expose its vocabulary)."""
+        if not self._in_process or not term_ids:
             return None
-        return self._local_index().term_coverage(sparse_query.indices)
+        return self._local_index().term_coverage(term_ids)
 
     def warm_up(self) -> None:
         """Build what the first search would otherwise build (the in-process index of an embedded store)."""
@@ -365,7 +365,12 @@ class QdrantStore:
         if sparse_query is not None:
             sides.append(index.sparse_top(sparse_query.indices, sparse_query.values, candidates, mask))
             side_weights.append(weights[1])
-        responses = [[self._m.ScoredPoint(id=pid, version=0, score=score) for pid, score in side] for side in sides]
+        # fresh point objects per list: qdrant-client's DBSF normalises the scores in place
+        responses = [
+            [self._m.ScoredPoint(id=pid, version=0, score=score) for pid, score in side]
+            for side, weight in zip(sides, side_weights, strict=True)
+            for _ in range(_repeats(fusion, weight))
+        ]
         if fusion == "dbsf":
             fused = distribution_based_score_fusion(responses, limit=limit)
         else:
@@ -434,6 +439,15 @@ class QdrantStore:
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
+
+
+def _repeats(fusion: FusionMethod, weight: float) -> int:
+    """How often a side is listed for fusion. Qdrant's DBSF sums the normalised scores of its prefetches and
+    takes no weights, so an integer weight is expressed by listing a side that many times (on a server and
+    in process alike); RRF takes real weights, so each side is listed once."""
+    if fusion != "dbsf":
+        return 1
+    return max(1, round(weight))
 
 
 def _connect(settings: QdrantSettings) -> Any:

@@ -61,7 +61,7 @@ def test_unrelated_questions_are_refused_extractively(extractive: RagService) ->
 
 
 @pytest.mark.llm
-def test_english_question_gets_an_english_answer_citing_the_co_chairs(
+def test_local_llm_answers_in_the_askers_language_citing_the_co_chairs(
     sample_settings: Settings, real_embedder: SentenceTransformerEmbedder, extractive: RagService
 ) -> None:
     extractive.close()  # one client per embedded store folder
@@ -69,12 +69,24 @@ def test_english_question_gets_an_english_answer_citing_the_co_chairs(
         sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder
     )
     try:
-        answer = service.answer("Who co-chairs the alliance?")
-        assert not answer.refused, answer
-        assert hangul_share(answer.answer) < 0.3, answer.answer  # English, quoting Korean sources
-        assert "LG CNS" in answer.answer
-        assert any(all(name in c.quote for name in CO_CHAIRS) for c in answer.citations), answer
+        english = service.answer("Who co-chairs the alliance?")
+        assert not english.refused, english
+        assert hangul_share(english.answer) < 0.3, english.answer  # English, quoting Korean sources
+        assert "LG CNS" in english.answer
+        assert any(all(name in c.quote for name in CO_CHAIRS) for c in english.citations), english
+
+        korean = service.answer("얼라이언스 공동의장사는 어디인가?")
+        assert not korean.refused, korean
+        assert hangul_share(korean.answer) >= 0.3, korean.answer  # Korean
+        assert all(name in korean.answer for name in CO_CHAIRS), korean.answer
+        assert any(all(name in c.quote for name in CO_CHAIRS) for c in korean.citations), korean
+        stored = service.store.get_article(korean.citations[0].doc_id)
+        assert stored is not None
+        for citation in english.citations + korean.citations:
+            assert stored.article.text[citation.start : citation.end] == citation.quote
+
         assert service.answer("What is the capital of France?").refused
+        assert service.answer("비트코인 가격은 얼마인가?").refused
     finally:
         service.close()
 

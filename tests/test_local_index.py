@@ -70,6 +70,7 @@ def _rankings(
                 store.search_dense(dense, limit=10, filters=filters),
                 store.search_sparse(sparse, limit=10, filters=filters),
                 store.search(dense, sparse, limit=10, candidates=20, fusion="dbsf", filters=filters),
+                store.search(dense, sparse, limit=10, candidates=20, fusion="dbsf", sparse_weight=2.0, filters=filters),
                 store.search(
                     dense, sparse, limit=10, candidates=20, fusion="rrf", rrf_k=5, sparse_weight=2.0, filters=filters
                 ),

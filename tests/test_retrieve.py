@@ -1,0 +1,47 @@
+"""Whether the keyword side takes part: by the question's script, then by what the collection knows."""
+
+from __future__ import annotations
+
+from ingest.pipeline import build_ingestor
+from rag.config import RetrievalSettings
+from rag.service import RagService
+from rag.types import Article
+
+KOREAN = Article(
+    id="ko", title="철도 안전 대책", text="국토교통부는 2024년 철도 안전 강화 대책을 발표했다. 노후 차량을 교체한다."
+)
+ENGLISH = Article(
+    id="en",
+    title="Federal Reserve statement",
+    text="The Committee decided to raise the target range for the federal funds rate. Inflation remains elevated.",
+)
+
+
+def _weights(service: RagService) -> RetrievalSettings:
+    return service.settings.retrieval.model_copy(update={"sparse_weight_korean": 2.0, "sparse_weight_other": 0.0})
+
+
+def test_hangul_questions_always_get_the_keyword_side(fake_service: RagService) -> None:
+    build_ingestor(fake_service).ingest_articles([ENGLISH])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service)
+    assert retriever.sparse_weight_for("철도 안전 대책은?") == 2.0
+
+
+def test_english_question_over_korean_articles_is_searched_densely(fake_service: RagService) -> None:
+    build_ingestor(fake_service).ingest_articles([KOREAN])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service)
+    assert retriever.sparse_weight_for("What did the ministry announce about railway safety?") == 0.0
+    # a year is script-neutral: it occurs in the Korean article but does not make the question Korean
+    assert retriever.sparse_weight_for("What happened in 2024?") == 0.0
+
+
+def test_english_question_over_english_articles_gets_the_keyword_side(fake_service: RagService) -> None:
+    build_ingestor(fake_service).ingest_articles([KOREAN, ENGLISH])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service)
+    assert retriever.sparse_weight_for("Did the Committee raise the federal funds rate?") == 2.0
+    assert retriever.sparse_weight_for("Who co-chairs the alliance?") == 0.0
+    hits = retriever.retrieve("Did the Committee raise the federal funds rate?").hits
+    assert hits[0].chunk.article_id == "en"
