@@ -172,8 +172,8 @@ class Answerer:
     ) -> Iterator[AnswerEvent]:
         timings = dict(timings_ms)
         started = time.perf_counter()
-        limit = self.settings.evidence_sentences if self.llm else self.settings.extractive_sentences
-        evidence = self.selector.select(question, query_vector, hits, max(limit, self.settings.extractive_sentences))
+        limit = max(self.settings.evidence_sentences, self.settings.extractive_max_sentences)
+        evidence = self.selector.select(question, query_vector, hits, limit)
         timings["evidence"] = _ms_since(started)
         if not evidence or max(e.similarity for e in evidence) < self.min_score(question):
             yield refusal(question, timings)
@@ -196,7 +196,11 @@ class Answerer:
         return self.settings.min_evidence_score_other
 
     def _extractive(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
-        chosen = evidence[: self.settings.extractive_sentences]
+        # every sentence as good as the best (within the margin) is quoted, up to a cap: when the scores are
+        # flat (an English question over Korean sentences) picking two would be a coin toss
+        close = [e for e in evidence if e.score >= evidence[0].score - self.settings.evidence_margin]
+        count = min(max(self.settings.extractive_sentences, len(close)), self.settings.extractive_max_sentences)
+        chosen = evidence[:count]
         # quote in article order when the sentences come from one article: it reads naturally
         if len({e.hit.chunk.article_id for e in chosen}) == 1:
             chosen = sorted(chosen, key=lambda e: e.start)

@@ -115,6 +115,13 @@ class AnswerSettings(BaseModel):
         description="Evidence scoring more than this below the best sentence is not shown to the LLM.",
     )
     extractive_sentences: int = Field(2, ge=1, le=10, description="Sentences quoted in an extractive answer.")
+    extractive_max_sentences: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Cap on sentences quoted when more than `extractive_sentences` score within `evidence_margin` "
+        "of the best (flat scores, as for English questions over Korean text).",
+    )
     min_evidence_score_korean: float = Field(
         0.85,
         ge=0,
