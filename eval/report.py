@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 SYSTEM_NOTES = {
-    "hybrid": "ours: e5 dense + kiwi BM25, weighted RRF in Qdrant, per-article cap",
+    "hybrid": "ours: e5 dense + kiwi BM25 (weight 2), DBSF fusion as in Qdrant's query API, per-article cap",
     "dense": "ours, dense side only (e5 with query/passage prefixes, 200-token chunks)",
     "sparse": "ours, keyword side only (kiwi BM25, IDF in Qdrant)",
     "llamaindex": "plain llama-index: VectorStoreIndex, default SentenceSplitter (1024 tiktoken tokens), "
