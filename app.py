@@ -290,9 +290,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     service = RagService(settings)
     try:
-        # load models (and the embedded store's search index) before the first request instead of during it
-        _ = service.embedder, service.llm
-        service.store.warm_up()
+        service.warm_up()  # load models, analyser and search index before the first request, not during it
     except RagError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return 1

@@ -191,6 +191,13 @@ class RagService:
         logger.debug("rewrote %r as %r", question, rewritten)
         return rewritten
 
+    def warm_up(self) -> None:
+        """Load everything the first question would otherwise wait for: the embedding model, the LLM, the
+        Korean analyser (kiwi loads in ~2 s) and the embedded store's search index."""
+        _ = self.embedder, self.llm
+        self.sparse.analyzer.terms("준비")  # loads kiwi
+        self.store.warm_up()
+
     def is_ready(self) -> bool:
         """Store reachable and models loaded (loads them on the first call)."""
         try:

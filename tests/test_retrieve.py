@@ -45,3 +45,14 @@ def test_english_question_over_english_articles_gets_the_keyword_side(fake_servi
     assert retriever.sparse_weight_for("Who co-chairs the alliance?") == 0.0
     hits = retriever.retrieve("Did the Committee raise the federal funds rate?").hits
     assert hits[0].chunk.article_id == "en"
+
+
+def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) -> None:
+    from rag.sparse import get_kiwi
+
+    build_ingestor(fake_service).ingest_articles([KOREAN])
+    fake_service.store._index = None  # as after a restart
+    fake_service.warm_up()
+    assert fake_service.store._index is not None and len(fake_service.store._index) > 0
+    assert get_kiwi.cache_info().currsize == 1
+    assert fake_service.search("철도 안전")[0].chunk.article_id == "ko"
