@@ -198,8 +198,8 @@ class Answerer:
     def _extractive(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
         # every sentence as good as the best (within the margin) is quoted, up to a cap: when the scores are
         # flat (an English question over Korean sentences) picking two would be a coin toss
-        close = [e for e in evidence if e.score >= evidence[0].score - self.settings.evidence_margin]
-        count = min(max(self.settings.extractive_sentences, len(close)), self.settings.extractive_max_sentences)
+        close = len(self._competitive(evidence))
+        count = min(max(self.settings.extractive_sentences, close), self.settings.extractive_max_sentences)
         chosen = evidence[:count]
         # quote in article order when the sentences come from one article: it reads naturally
         if len({e.hit.chunk.article_id for e in chosen}) == 1:

@@ -66,7 +66,7 @@ class SentenceTransformerEmbedder:
         query_threads: int | None = 1,
     ) -> None:
         self.model_id = str(model_path)
-        self.threads, self.query_threads = threads, query_threads
+        self.query_threads = query_threads
         self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path, threads)

@@ -242,10 +242,10 @@ class QdrantStore:
     ) -> list[Hit]:
         """Hybrid search: dense and keyword candidates fused by DBSF or weighted RRF.
 
-        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights of
-        its own: a side with weight w counts round(w) times (at least once). Each hit also carries the cosine similarity
-        of its dense vector to the query, which the answer layer uses to judge whether anything relevant
-        was found at all.
+        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights
+        of its own: a side with weight w counts round(w) times (at least once). Each hit also carries the
+        cosine similarity of its dense vector to the query, which the answer layer uses to judge whether
+        anything relevant was found at all.
         """
         use_sparse = sparse_query is not None and not sparse_query.is_empty() and sparse_weight > 0
         use_dense = dense_weight > 0 or not use_sparse
@@ -429,7 +429,7 @@ class QdrantStore:
                         sparse_indices=list(sparse.indices) if sparse is not None else [],
                         sparse_values=list(sparse.values) if sparse is not None else [],
                         source=payload.get("source"),
-                        date=_parse_day(payload.get("date")),
+                        date=_parse_date(payload.get("date")),
                     )
                 )
             if offset is None:
@@ -551,16 +551,6 @@ def _stored_article(payload: dict[str, Any]) -> StoredArticle:
         origin=payload.get("origin"),
     )
     return StoredArticle(article=article, content_hash=payload["content_hash"], chunk_count=payload["chunk_count"])
-
-
-def _parse_day(value: Any) -> dt.date | None:
-    """A stored `date` payload (ISO date, or a datetime string) as a calendar day."""
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(str(value)[:10])
-    except ValueError:
-        return None
 
 
 def _parse_date(value: Any) -> dt.date | None:
