@@ -39,6 +39,7 @@ class IndexedPoint:
 class InProcessIndex:
     def __init__(self, points: Sequence[IndexedPoint], dimension: int) -> None:
         self.ids = [p.id for p in points]
+        self._rows = {pid: row for row, pid in enumerate(self.ids)}
         self.dense = np.zeros((len(points), dimension), dtype=np.float32)
         for row, point in enumerate(points):
             self.dense[row] = point.dense
@@ -65,6 +66,10 @@ class InProcessIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def cosine(self, point_id: str, query: np.ndarray) -> float:
+        """Cosine similarity of one indexed point's dense vector to `query` (unit length)."""
+        return float(self.dense[self._rows[point_id]] @ query.astype(np.float32))
 
     def mask(self, filters: SearchFilters | None) -> np.ndarray | None:
         """Rows the filters accept (None: all); the same semantics as the Qdrant filter store.py builds."""

@@ -378,20 +378,19 @@ class QdrantStore:
         return self._hits([(str(point.id), float(point.score)) for point in fused], dense_query)
 
     def _hits(self, ranked: list[tuple[str, float]], dense_query: np.ndarray | None) -> list[Hit]:
+        """Payloads for in-process results; the dense similarity comes from the index, which already holds
+        the vectors, so Qdrant is asked for payloads only."""
         if not ranked:
             return []
-        records = self._client.retrieve(
-            self.collection,
-            ids=[pid for pid, _ in ranked],
-            with_payload=True,
-            with_vectors=[DENSE] if dense_query is not None else False,
-        )
+        index = self._local_index()
+        records = self._client.retrieve(self.collection, ids=[pid for pid, _ in ranked], with_payload=True)
         by_id = {str(record.id): record for record in records}
         hits = []
         for pid, score in ranked:
             record = by_id.get(pid)
             if record is not None:
-                hits.append(_hit(record, dense_query, score))
+                dense_score = index.cosine(pid, dense_query) if dense_query is not None else None
+                hits.append(Hit(chunk=_chunk_from_payload(record.payload or {}), score=score, dense_score=dense_score))
         return hits
 
     def _local_index(self) -> InProcessIndex:
@@ -557,16 +556,11 @@ def _parse_date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
-def _hit(point: Any, dense_query: np.ndarray | None, score: float | None = None) -> Hit:
-    """A scored point (or a retrieved record with its score given) as a Hit."""
+def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
     dense_score = None
     if dense_query is not None and isinstance(point.vector, dict) and DENSE in point.vector:
         dense_score = float(np.dot(np.asarray(point.vector[DENSE], dtype=np.float32), dense_query))
-    return Hit(
-        chunk=_chunk_from_payload(point.payload or {}),
-        score=float(point.score if score is None else score),
-        dense_score=dense_score,
-    )
+    return Hit(chunk=_chunk_from_payload(point.payload or {}), score=float(point.score), dense_score=dense_score)
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
