@@ -95,11 +95,11 @@ class RetrievalSettings(BaseModel):
         "Korean news: dense alone recall@1 0.825, with the keyword side at 0.3 (rrf) only 0.539.",
     )
     keyword_coverage: float = Field(
-        0.75,
+        0.6,
         ge=0,
         le=1,
-        description="A question without Hangul gets the keyword side at sparse_weight_korean when at least this "
-        "share of its keywords occurs in the collection (an English question over English articles), else "
+        description="A question without Hangul gets the keyword side at sparse_weight_korean when one chunk "
+        "holds at least this share of its keywords (an English question over English articles), else "
         "sparse_weight_other. Known for the embedded store only; against a Qdrant server the script rule applies.",
     )
 

@@ -109,11 +109,20 @@ class InProcessIndex:
         return self._top(scores, limit, matched if mask is None else matched & mask)
 
     def term_coverage(self, indices: Sequence[int]) -> float:
-        """Share of the distinct query terms that occur in at least one indexed chunk."""
+        """Largest share of the distinct query terms that one indexed chunk contains.
+
+        Per chunk, not over the whole collection: Korean news carries stray English words ("smart city" in
+        one article, "alliance" in another), so an English question can find every word somewhere while no
+        chunk is written about it in English; keyword search then only adds noise.
+        """
         terms = {int(t) for t in indices}
         if not terms:
             return 0.0
-        return sum(1 for t in terms if t in self._columns) / len(terms)
+        columns = [self._columns[t] for t in terms if t in self._columns]
+        if not columns:
+            return 0.0
+        present = self.term_matrix[:, columns] > 0
+        return float(np.asarray(present.sum(axis=1)).max()) / len(terms)
 
     def _top(self, scores: np.ndarray, limit: int, mask: np.ndarray | None) -> list[tuple[str, float]]:
         if mask is not None:

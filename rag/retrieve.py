@@ -3,7 +3,8 @@
 Whether the keyword side takes part depends on the question (FINDINGS.md #5, #8): an English question over
 Korean articles matches almost nothing by keywords, and fusing that noise pushes good dense hits down; an
 English question over English articles, or any Korean question, gains from it. The test is cheap: is the
-question in Hangul, or does the collection know most of its keywords?
+question in Hangul, or does one chunk hold most of its keywords? (Per chunk: Korean news is sprinkled with
+English words, so "smart", "city" and "alliance" each occur somewhere without any English text about them.)
 """
 
 from __future__ import annotations

@@ -313,8 +313,8 @@ class QdrantStore:
         return self._search_single(query, SPARSE, limit, filters, None)
 
     def keyword_coverage(self, term_ids: Sequence[int]) -> float | None:
-        """Share of the distinct terms that occur anywhere in the collection; None when unknown (no terms, or
-        a Qdrant server, which does not expose its vocabulary)."""
+        """Largest share of the distinct terms that one chunk holds; None when unknown (no terms, or a Qdrant
+        server, which does not expose its vocabulary)."""
         if not self._in_process or not term_ids:
             return None
         return self._local_index().term_coverage(term_ids)

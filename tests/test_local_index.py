@@ -147,7 +147,9 @@ def test_bm25_idf_and_matching_by_hand() -> None:
     assert ranked["a"] == pytest.approx(idf_1 + 2 * idf_2, rel=1e-5)
     assert ranked["b"] == pytest.approx(idf_1, rel=1e-5)
     assert index.sparse_top([99], [1.0], limit=10) == []
-    assert index.term_coverage([1, 3, 99, 98]) == 0.5
+    assert index.term_coverage([1, 2, 99, 98]) == 0.5  # a holds both known terms
+    assert index.term_coverage([2, 3]) == 0.5  # each known, but no point holds both
+    assert index.term_coverage([99]) == 0.0
 
 
 def test_mask_excludes_undated_points_from_date_ranges() -> None:

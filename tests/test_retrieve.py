@@ -47,6 +47,21 @@ def test_english_question_over_english_articles_gets_the_keyword_side(fake_servi
     assert hits[0].chunk.article_id == "en"
 
 
+def test_english_words_scattered_over_korean_articles_do_not_engage_the_keyword_side(
+    fake_service: RagService,
+) -> None:
+    # each word of the question occurs somewhere, as Korean news quotes English terms, but no chunk is about it
+    expo = Article(id="expo", title="스마트시티 박람회", text="정부는 스마트 시티(smart city) 박람회를 열었다.")
+    bloc = Article(id="bloc", title="반도체 동맹", text="미국 주도의 반도체 동맹(alliance)이 출범(launched)했다.")
+    build_ingestor(fake_service).ingest_articles([expo, bloc])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service)
+    question = "When was the smart city alliance launched?"
+    assert fake_service.store.keyword_coverage(fake_service.sparse.word_term_ids(question)) == 0.5
+    assert retriever.sparse_weight_for(question) == 0.0
+    assert retriever.sparse_weight_for("alliance launched") == 2.0  # one chunk holds both words
+
+
 def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) -> None:
     from rag.sparse import get_kiwi
 
