@@ -289,3 +289,12 @@ def test_mean_or_none() -> None:
     assert mean_or_none(value for value in [0.0, None]) == 0.0
     assert mean_or_none([None, None]) is None
     assert mean_or_none([]) is None
+
+
+def test_report_tables_line_up_korean_cells_on_a_terminal() -> None:
+    from eval.report import display_width, format_table
+
+    table = format_table(["question", "rank"], [["공동감사는 누가 맡나?", 2], ["Who audits the alliance?", 3]])
+    widths = {display_width(line) for line in table.splitlines()}
+    assert len(widths) == 1  # every line, the separator included, spans the same columns
+    assert display_width("공동") == 4
