@@ -77,7 +77,11 @@ def _add_run(commands: Any) -> None:
         "--baselines", action="store_true", help="also measure sparse, dense and plain llama-index retrieval"
     )
     run.add_argument(
-        "--mode", choices=["extractive", "generative"], default="extractive", help="answer mode (default %(default)s)"
+        "--mode",
+        choices=["auto", "extractive", "generative"],
+        default="auto",
+        help="extractive: quote the best evidence sentences, no LLM; generative: the configured LLM writes the "
+        "answer; auto (default): generative when RAG_LLM_BACKEND is local or openai, else extractive",
     )
     run.add_argument("--top-k", type=int, metavar="N", help="passages retrieved for answering (default from settings)")
     run.add_argument("--cache-dir", type=Path, help="folder of the evaluation collections (default storage/eval)")
@@ -138,7 +142,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
 
 
 def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
-    from eval.runner import RunConfig, run_evaluation
+    from eval.runner import RunConfig, resolve_mode, run_evaluation
 
     for path in (args.corpus, args.questions):
         if path is not None and not path.is_file():
@@ -151,7 +155,7 @@ def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
         limit=args.limit,
         seed=args.seed,
         baselines=args.baselines,
-        mode=args.mode,
+        mode=resolve_mode(settings, args.mode),
         top_k=args.top_k,
         cache_dir=args.cache_dir,
         fresh=args.fresh,

@@ -168,6 +168,13 @@ def load_average() -> list[float] | None:
         return None
 
 
+def resolve_mode(settings: Settings, requested: AnswerMode | Literal["auto"]) -> AnswerMode:
+    """`auto`: answer with the LLM the settings name (RAG_LLM_BACKEND=local or openai), else extractively."""
+    if requested != "auto":
+        return requested
+    return "extractive" if settings.llm.backend == "none" else "generative"
+
+
 def settings_for_mode(settings: Settings, mode: AnswerMode) -> Settings:
     """Extractive answers never call an LLM; generative ones need a configured backend."""
     if mode == "extractive":

@@ -282,6 +282,16 @@ def test_generative_mode_without_an_llm_exits_2(
     assert "RAG_LLM_BACKEND" in capsys.readouterr().err
 
 
+def test_auto_mode_answers_with_the_configured_llm(settings: Settings) -> None:
+    from eval.runner import resolve_mode
+    from rag.config import LLMSettings
+
+    assert resolve_mode(settings, "auto") == "extractive"  # RAG_LLM_BACKEND=none
+    with_llm = settings.model_copy(update={"llm": LLMSettings(backend="local")})
+    assert resolve_mode(with_llm, "auto") == "generative"
+    assert resolve_mode(with_llm, "extractive") == "extractive"  # asked for explicitly
+
+
 def test_metrics_of_no_questions_are_null_not_nan() -> None:
     metrics = json_safe(compute_metrics([], ["hybrid"]))
     assert metrics["retrieval"]["recall@1"] is None
