@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup models models-llm browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer bench-refusal clean
+.PHONY: help setup models models-llm models-embeddinggemma browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer bench-refusal clean
 
 help:
 	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
@@ -32,6 +32,10 @@ models: setup
 models-llm: setup
 	$(PYTHON) -m rag models --llm
 
+# the optional stronger embedding model (RAG_MODELS_EMBEDDING=embeddinggemma-300m); the tests use it too
+models-embeddinggemma: setup
+	$(PYTHON) -m rag models --embedding embeddinggemma-300m
+
 ingest: models
 	$(PYTHON) -m ingest data/
 
@@ -48,7 +52,7 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: models-llm browser
+test: models-llm models-embeddinggemma browser
 	$(PYTHON) -m pytest
 
 test-fast: setup
@@ -63,7 +67,11 @@ typecheck: setup
 
 bench: bench-ingest bench-retrieval
 
-bench-ingest: models
+bench-# the optional stronger embedding model (RAG_MODELS_EMBEDDING=embeddinggemma-300m); the tests use it too
+models-embeddinggemma: setup
+	$(PYTHON) -m rag models --embedding embeddinggemma-300m
+
+ingest: models
 	$(PYTHON) -m eval bench-ingest
 
 bench-retrieval: models

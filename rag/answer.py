@@ -191,9 +191,7 @@ class Answerer:
         return close[: self.settings.evidence_sentences]
 
     def min_score(self, question: str) -> float:
-        if is_korean(question):
-            return self.settings.min_evidence_score_korean
-        return self.settings.min_evidence_score_other
+        return self.settings.min_evidence_score(korean=is_korean(question))
 
     def _extractive(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
         # every sentence as good as the best (within the margin) is quoted, up to a cap: when the scores are

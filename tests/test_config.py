@@ -80,3 +80,23 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     missing = [name for name in _environment_names(Settings) if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document: {missing}"
+
+
+def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCaptureFixture) -> None:
+    from rag.config import MEASURED_EVIDENCE_THRESHOLDS
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    e5 = settings.answer_settings()
+    assert (e5.min_evidence_score(korean=True), e5.min_evidence_score(korean=False)) == (0.85, 0.745)
+    settings.models.embedding = "embeddinggemma-300m"  # resolved at use, so a later change counts
+    gemma = settings.answer_settings()
+    assert (gemma.min_evidence_score_korean, gemma.min_evidence_score_other) == (0.44, 0.35)
+    assert MEASURED_EVIDENCE_THRESHOLDS["embeddinggemma-300m"] == (0.44, 0.35)
+    settings.answer.min_evidence_score_other = 0.5  # set explicitly: wins
+    assert settings.answer_settings().min_evidence_score(korean=False) == 0.5
+    assert settings.answer_settings().min_evidence_score(korean=True) == 0.44
+    settings.models.embedding = "/opt/models/some-other-model"
+    with caplog.at_level("WARNING"):
+        other = settings.answer_settings()
+    assert other.min_evidence_score_korean == 0.85
+    assert "bench-refusal" in caplog.text and "some-other-model" in caplog.text

