@@ -67,11 +67,7 @@ typecheck: setup
 
 bench: bench-ingest bench-retrieval
 
-bench-# the optional stronger embedding model (RAG_MODELS_EMBEDDING=embeddinggemma-300m); the tests use it too
-models-embeddinggemma: setup
-	$(PYTHON) -m rag models --embedding embeddinggemma-300m
-
-ingest: models
+bench-ingest: models
 	$(PYTHON) -m eval bench-ingest
 
 bench-retrieval: models
