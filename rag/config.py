@@ -104,7 +104,7 @@ class RetrievalSettings(BaseModel):
         2.0,
         ge=0,
         description="Weight of the keyword side for questions in Hangul, and for any question whose keywords "
-        "the collection knows (see keyword_coverage); 0 leaves the side out. Qdrant's DBSF takes no weights, so "
+        "one chunk holds (see keyword_coverage); 0 leaves the side out. Qdrant's DBSF takes no weights, so "
         "with dbsf the side is listed round(w) times (2 measured best on KorQuAD: recall@1 0.930 vs 0.922 at 1).",
     )
     sparse_weight_other: float = Field(
