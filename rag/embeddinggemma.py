@@ -2,7 +2,7 @@
 
 Why offer it: English questions over Korean articles. On the sample article among 2,372 Korean news articles,
 multilingual-e5-small does not bring it into the top 10 for "Who co-chairs the alliance?"; EmbeddingGemma
-ranks it first. The price is speed on a CPU (about 4x slower to embed, ~110 ms per question), so it is a
+ranks it first. The price is speed on a CPU (about 4x slower to embed, ~140 ms per question), so it is a
 choice (`RAG_MODELS_EMBEDDING=embeddinggemma-300m`), not the default.
 
 Where it comes from: the official sentence-transformers folder, zipped and split over 25 versions of one
