@@ -89,10 +89,11 @@ def accuracy_at(cut: float, answerable: list[float], unanswerable: list[float]) 
 
 def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, Any]:
     settings = load_settings()
+    answer = settings.answer_settings()  # resolved once: an unmeasured model's warning is logged once
     results: dict[str, Any] = {}
     for split, configured in (
-        (korquad_split(per_side, seed), settings.answer_settings().min_evidence_score(korean=True)),
-        (parallel_split(per_side, seed), settings.answer_settings().min_evidence_score(korean=False)),
+        (korquad_split(per_side, seed), answer.min_evidence_score(korean=True)),
+        (parallel_split(per_side, seed), answer.min_evidence_score(korean=False)),
     ):
         # one folder per embedding model: a collection built with another model is not reused
         folder = PROJECT_ROOT / "storage" / "bench" / "refusal" / Path(settings.models.embedding).name
