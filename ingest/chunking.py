@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rag.sparse import get_kiwi
 from rag.types import Article, Chunk, Span
 
-CHUNKER_VERSION = "kiwi-sent-pack-1"
+CHUNKER_VERSION = "kiwi-sent-pack-2"
 
 TokenCounter = Callable[[str], int]
 
@@ -24,6 +24,10 @@ _LINE_BREAK = re.compile(r"\n+")
 # kiwi leaves English runs unsplit; break after . ! ? before a capital, digit or opening quote
 _LATIN_BOUNDARY = re.compile(r"(?<=[.!?])([\"'”’)]?)\s+(?=[A-Z0-9\"“‘(\[])")
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Co|Corp|Ltd|No|vs|etc|U\.S|e\.g|i\.e))\.$")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_OPENING_BRACKETS, _CLOSING_BRACKETS = "([（［", ")]）］"
+# a bracket left open is closed within this many characters in real text; past it, the "(" was a stray
+MAX_BRACKETED_SENTENCE_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def split_sentences(text: str) -> list[Span]:
             offset = text.find(piece, start) if piece else start
             spans.extend(_split_latin_sentences(text, offset, offset + len(piece)))
             start = offset + len(piece)
-    return _cover_gaps(text, spans)
+    return _join_open_brackets(text, _cover_gaps(text, spans))
 
 
 def _split_latin_sentences(text: str, start: int, end: int) -> list[Span]:
@@ -55,7 +59,10 @@ def _split_latin_sentences(text: str, start: int, end: int) -> list[Span]:
     cursor = start
     for boundary in _LATIN_BOUNDARY.finditer(text, start, end):
         split_at = boundary.start() + len(boundary.group(1))
-        if _ABBREVIATION.search(text[cursor : boundary.start()]):
+        before = text[cursor : boundary.start()]
+        # where the text is Korean, kiwi has already placed the boundaries: a "." before a digit there is a
+        # dotted date ("2026. 7. 1.") or a list number, not a sentence end
+        if _ABBREVIATION.search(before) or _HANGUL.search(before):
             continue
         span = _trimmed(text, cursor, split_at)
         if span is not None:
@@ -92,6 +99,41 @@ def _cover_gaps(text: str, spans: list[Span]) -> list[Span]:
     if tail is not None:
         covered.append(tail)
     return covered
+
+
+def _join_open_brackets(text: str, spans: list[Span]) -> list[Span]:
+    """Re-join sentences split inside brackets on one line: "(사진. 벤처기업협회)" and "(Federal Reserve.
+    Board)" are one caption or aside, and a citation of half of it reads as garbage. Joined only when the
+    bracket closes within `MAX_BRACKETED_SENTENCE_CHARS` on the same line; a stray "(" changes nothing."""
+    joined: list[Span] = []
+    i = 0
+    while i < len(spans):
+        last = _closing_span(text, spans, i)
+        joined.append(Span(start=spans[i].start, end=spans[last].end))
+        i = last + 1
+    return joined
+
+
+def _closing_span(text: str, spans: list[Span], first: int) -> int:
+    """Index of the span that closes the brackets left open in spans[first] (`first` when none are open)."""
+    start = spans[first].start
+    for last in range(first, len(spans)):
+        end = spans[last].end
+        if end - start > MAX_BRACKETED_SENTENCE_CHARS or "\n" in text[start:end]:
+            break
+        if _bracket_depth(text[start:end]) == 0:
+            return last
+    return first
+
+
+def _bracket_depth(sentence: str) -> int:
+    depth = 0
+    for ch in sentence:
+        if ch in _OPENING_BRACKETS:
+            depth += 1
+        elif ch in _CLOSING_BRACKETS and depth > 0:
+            depth -= 1
+    return depth
 
 
 def chunk_article(article: Article, count_tokens: TokenCounter, plan: ChunkingPlan) -> list[Chunk]:

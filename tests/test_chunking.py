@@ -23,6 +23,44 @@ def test_sentence_spans_slice_the_text_exactly() -> None:
     assert all(p == p.strip() and p for p in pieces)
 
 
+def _sentences(text: str) -> list[str]:
+    return [text[s.start : s.end] for s in split_sentences(text)]
+
+
+def test_korean_dotted_dates_do_not_end_sentences() -> None:
+    # government press releases write dates as "2026. 7. 1." and "’26. 8. 31."
+    text = "시행일(2026. 7. 1.)부터 적용된다. 정부는 2019. 3. 1. 발표했다. 기한은 ’26. 8. 31.까지이다."
+    assert _sentences(text) == [
+        "시행일(2026. 7. 1.)부터 적용된다.",
+        "정부는 2019. 3. 1. 발표했다.",
+        "기한은 ’26. 8. 31.까지이다.",
+    ]
+
+
+def test_english_sentences_before_a_number_still_split() -> None:
+    assert _sentences("Rates rose 5%. 3 members dissented. The Fed met.") == [
+        "Rates rose 5%.",
+        "3 members dissented.",
+        "The Fed met.",
+    ]
+
+
+def test_a_caption_in_brackets_stays_one_sentence() -> None:
+    text = "스마트시티 융합 얼라이언스 출범 (사진. 벤처기업협회)\nThe Fed (Federal Reserve. Board) met. It rose."
+    assert _sentences(text) == [
+        "스마트시티 융합 얼라이언스 출범 (사진. 벤처기업협회)",
+        "The Fed (Federal Reserve. Board) met.",
+        "It rose.",
+    ]
+
+
+def test_a_bracket_that_never_closes_changes_nothing() -> None:
+    text = "괄호가 열림 ( 그리고. 닫히지 않음. 끝."
+    assert _sentences(text) == ["괄호가 열림 ( 그리고.", "닫히지 않음.", "끝."]
+    # nor does one closed only on the next line: a line break always ends a sentence
+    assert _sentences("Next (x.\ny) z.") == ["Next (x.", "y) z."]
+
+
 def test_chunks_fit_the_budget_keep_offsets_and_cover_every_sentence() -> None:
     text = SAMPLE_ARTICLE.read_text(encoding="utf-8")
     article = Article(id="a", text=text, title="스마트시티 융합 얼라이언스 출범")
