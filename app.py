@@ -10,16 +10,16 @@ from rag.cli import limit_native_threads
 
 limit_native_threads()
 
+import asyncio  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import secrets  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from fastapi import Depends, FastAPI, Request, UploadFile  # noqa: E402
+from fastapi import FastAPI, Request, UploadFile  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from rag.cli import configure_logging  # noqa: E402
 from rag.config import get_settings  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
+from rag.http_guard import ApiGuard, BodyTooLarge, error_body, safe_upload_name  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
 
@@ -48,10 +49,8 @@ class AnswerRequest(BaseModel):
 
     @field_validator("question")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("question is blank")
-        return value
+    def _has_words(cls, value: str) -> str:
+        return _require_words(value, "question")
 
 
 class SearchRequest(BaseModel):
@@ -60,6 +59,21 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
     top_k: int | None = Field(None, ge=1, le=100)
     filters: SearchFilters | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        return _require_words(value, "query")
+
+
+def _require_words(value: str, field: str) -> str:
+    """Blank text, or text with no letter or digit at all (only emoji, punctuation or control characters),
+    cannot be searched for meaningfully: refusing it beats a confident answer to nothing."""
+    if not value.strip():
+        raise ValueError(f"{field} is blank")
+    if not any(ch.isalnum() for ch in value):
+        raise ValueError(f"{field} has no letters or digits; ask in words")
+    return value
 
 
 class SearchHit(BaseModel):
@@ -89,10 +103,6 @@ class SearchResponse(BaseModel):
     hits: list[SearchHit]
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
 # ---- the app -----------------------------------------------------------------------------------------
 
 
@@ -104,32 +114,29 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     app = FastAPI(title="Policy news QA", version="0.1.0", description="Answers with citations to exact sentences.")
     app.state.service = service
 
-    def require_api_key(request: Request) -> None:
-        expected = settings.api.key.get_secret_value() if settings.api.key else ""
-        if not expected:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
-            raise StarletteHTTPException(
-                status_code=401, detail="missing or wrong API key (Authorization: Bearer <key>)"
-            )
-
+    # the API key, body caps, methods and unknown /v1 paths are checked before a route sees the request
+    app.add_middleware(
+        ApiGuard,
+        api_key=settings.api.key.get_secret_value() if settings.api.key else None,
+        max_request_bytes=int(settings.api.max_request_mb * (1 << 20)),
+        max_upload_bytes=int(settings.api.max_upload_mb * (1 << 20)),
+    )
     _install_error_handlers(app)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    # the probes are async (they run on the event loop, not behind busy worker threads) and take no lock:
+    # a long ingest must not make a load balancer think the process is dead
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        with service_lock:
-            ready = service.is_ready()
-        if ready:
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
+    async def readyz() -> JSONResponse:
+        # asyncio's own executor, not the worker pool that a burst of answers can fill
+        if await asyncio.to_thread(service.is_ready):
             return JSONResponse({"status": "ready"})
         return JSONResponse(error_body("not_ready", "store or models not loaded yet"), status_code=503)
 
-    @app.post("/v1/answer", response_model=Answer, dependencies=[Depends(require_api_key)])
+    @app.post("/v1/answer", response_model=Answer)
     def answer(request: AnswerRequest) -> Any:
         if request.stream:
             return StreamingResponse(_answer_events(request), media_type="text/event-stream")
@@ -151,13 +158,13 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
             except RagError as exc:
                 yield _sse("error", error_body(exc.code, exc.message)["error"])
 
-    @app.post("/v1/search", response_model=SearchResponse, dependencies=[Depends(require_api_key)])
+    @app.post("/v1/search", response_model=SearchResponse)
     def search(request: SearchRequest) -> SearchResponse:
         with service_lock:
             hits = service.search(request.query, top_k=request.top_k, filters=request.filters)
         return SearchResponse(hits=[SearchHit.from_hit(hit) for hit in hits])
 
-    @app.post("/v1/ingest", dependencies=[Depends(require_api_key)])
+    @app.post("/v1/ingest")
     def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
         """Ingest uploaded files through the running app (the embedded store allows one process)."""
         from ingest.pipeline import build_ingestor
@@ -166,9 +173,14 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         # updates its article instead of adding a copy
         folder = settings.api.upload_dir
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [_save_upload(upload, folder) for upload in files]
+        names = [safe_upload_name(upload.filename) for upload in files]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InputError(f"files: {', '.join(repeated)} sent more than once; give each file its own name")
+        paths = [_save_upload(upload, folder / name) for upload, name in zip(files, names, strict=True)]
         with service_lock:
             report = build_ingestor(service).ingest_paths(paths)
+        _remove_rejected(report, paths)
         return report.to_json()
 
     if with_ui:
@@ -182,13 +194,20 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _save_upload(upload: UploadFile, folder: Path) -> Path:
-    name = Path(upload.filename or "upload.txt").name or "upload.txt"
-    target = folder / name
+def _save_upload(upload: UploadFile, target: Path) -> Path:
     with target.open("wb") as handle:
         while block := upload.file.read(1 << 20):
             handle.write(block)
     return target
+
+
+def _remove_rejected(report: Any, paths: list[Path]) -> None:
+    """A file that failed as a whole (binary, unsupported, empty) is not kept: the report names it, and a
+    folder of rejects would only grow. Files with some bad lines keep their good ones ingested, so stay."""
+    rejected = {failure.path for failure in report.failed}
+    for path in paths:
+        if str(path) in rejected:
+            path.unlink(missing_ok=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -199,7 +218,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        message = str(exc.detail)
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps any error while reading the body in a 400
+            return JSONResponse(error_body("payload_too_large", exc.__cause__.message), status_code=413)
+        if exc.status_code == 400:
+            # FastAPI's own words for a body it could not decode at all
+            code = "invalid_request"
+            message = "the request body could not be read; send UTF-8 JSON (multipart/form-data for /v1/ingest)"
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(error_body("payload_too_large", exc.message), status_code=413)
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
@@ -215,11 +245,28 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
+    """Pydantic's findings, each with the field it concerns and, where its wording does not say it, what to
+    send instead."""
     problems = []
     for error in exc.errors()[:5]:
-        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        problems.append(f"{location}: {error.get('msg', 'invalid')}")
-    return "; ".join(problems)
+        kind = str(error.get("type", ""))
+        loc = tuple(error.get("loc", ()))
+        location = ".".join(str(part) for part in loc if part != "body") or "body"
+        if kind == "json_invalid":
+            position = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+            problems.append(f"the request body is not valid JSON{position}; send a JSON object")
+            continue
+        if loc == ("body",) and kind in {"model_attributes_type", "dict_type", "missing"}:
+            problems.append("the request body must be a JSON object sent with Content-Type: application/json")
+            continue
+        if "files" in loc:
+            problems.append("files: send the documents as multipart/form-data file fields named 'files'")
+            continue
+        message = str(error.get("msg", "invalid"))
+        if kind.startswith("date"):
+            message += " (write dates as YYYY-MM-DD)"
+        problems.append(f"{location}: {message}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 # ---- chat page ---------------------------------------------------------------------------------------

@@ -185,6 +185,8 @@ class LLMSettings(BaseModel):
 class ApiSettings(BaseModel):
     key: SecretStr | None = Field(None, description="When set, /v1/* requires `Authorization: Bearer <key>`.")
     upload_dir: Path = Field(Path("storage/uploads"), description="Where files sent to POST /v1/ingest are kept.")
+    max_request_mb: float = Field(4.0, gt=0, description="Largest body /v1/answer and /v1/search accept (413 past it).")
+    max_upload_mb: float = Field(200.0, gt=0, description="Largest upload (all files together) /v1/ingest accepts.")
 
 
 class Settings(BaseSettings):

@@ -78,6 +78,8 @@ def test_search_returns_hits_with_metadata(client: TestClient) -> None:
         {"question": "x", "filters": {"colour": "red"}},
         {"question": "x", "history": [{"role": "system", "content": "hi"}]},
         {"question": "x" * 5000},
+        {"question": "🤔🤔 ?!"},
+        {"question": "\u0000\u0001"},
         [],
     ],
 )
@@ -91,7 +93,77 @@ def test_malformed_requests_get_a_json_4xx_never_a_500(client: TestClient, body:
 def test_broken_json_is_a_4xx(client: TestClient) -> None:
     response = client.post("/v1/answer", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
-    assert response.json()["error"]["code"] == "invalid_request"
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and "not valid JSON" in error["message"]
+
+
+def test_a_body_that_is_not_json_says_what_to_send(client: TestClient) -> None:
+    response = client.post("/v1/answer", content=b"question=hi", headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    undecodable = client.post(
+        "/v1/answer", content=b'{"question": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    assert undecodable.status_code in (400, 422) and undecodable.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_bad_date_says_how_to_write_one(client: TestClient) -> None:
+    response = client.post("/v1/answer", json={"question": "x", "filters": {"date_from": "yesterday"}})
+    assert "YYYY-MM-DD" in response.json()["error"]["message"]
+
+
+def test_a_blank_search_query_is_refused_like_a_blank_question(client: TestClient) -> None:
+    for query in ("   ", "🙂"):
+        response = client.post("/v1/search", json={"query": query})
+        assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/answer", 405),
+        ("PUT", "/v1/search", 405),
+        ("DELETE", "/v1/ingest", 405),
+        ("POST", "/v1/unknown", 404),
+        ("POST", "/V1/answer", 404),
+        ("POST", "/healthz", 405),
+    ],
+)
+def test_wrong_methods_and_unknown_api_paths_get_the_error_shape(
+    settings: Settings, method: str, path: str, status: int
+) -> None:
+    # with the chat page mounted at "/", these used to fall through to Gradio's {"detail": "Not Found"}
+    service = RagService(settings, embedder=FakeEmbedder())
+    with TestClient(create_app(service, with_ui=True)) as client:
+        response = client.request(method, path, json={"question": "x"})
+        assert response.status_code == status
+        assert set(response.json()["error"]) == {"code", "message"}
+        if status == 405:
+            assert response.headers["allow"]
+    service.close()
+
+
+def test_a_trailing_slash_and_head_reach_the_route(client: TestClient) -> None:
+    assert client.post("/v1/search/", json={"query": "공동감사"}).status_code == 200
+    assert client.head("/healthz").status_code == 200
+    assert client.head("/readyz").status_code == 200
+
+
+def test_a_body_over_the_cap_is_refused_before_it_is_parsed(settings: Settings) -> None:
+    small = settings.model_copy(update={"api": ApiSettings(max_request_mb=0.01)})
+    for client in _client(small, ingest=False):
+        response = client.post("/v1/answer", json={"question": "x", "pad": "y" * 20_000})
+        assert response.status_code == 413
+        assert "RAG_API_MAX_REQUEST_MB" in response.json()["error"]["message"]
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b'{"question": "x", "pad": "'
+            for _ in range(30):
+                yield b"y" * 1000
+            yield b'"}'
+
+        streamed = client.post("/v1/answer", content=chunked(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
 
 
 def test_missing_collection_is_a_clear_404(settings: Settings) -> None:
@@ -110,6 +182,22 @@ def test_api_key_is_required_when_configured(settings: Settings) -> None:
         ok = client.post("/v1/answer", json={"question": "공동의장사"}, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
         assert client.get("/healthz").status_code == 200  # health stays open
+        # the key is checked before the body is read: an anonymous caller learns nothing about the API
+        assert client.post("/v1/answer", content=b"{broken").status_code == 401
+        for header in ("Bearer sécret".encode(), "Bearer 비밀".encode()):
+            # non-ASCII keys used to reach secrets.compare_digest as str and raise: a 500 before auth
+            response = client.post("/v1/answer", json={"question": "q"}, headers={"Authorization": header})
+            assert response.status_code == 401
+
+
+def test_a_non_ascii_api_key_works(settings: Settings) -> None:
+    secured = settings.model_copy(update={"api": ApiSettings(key=SecretStr("비밀"))})
+    for client in _client(secured):
+        header = "Bearer 비밀".encode()  # HTTP headers travel as bytes
+        assert (
+            client.post("/v1/answer", json={"question": "공동의장사"}, headers={"Authorization": header}).status_code
+            == 200
+        )
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -126,6 +214,38 @@ def test_upload_ingests_through_the_running_app(client: TestClient) -> None:
     assert response.json()["added"] == 1
     hits = client.post("/v1/search", json={"query": "철도 안전 강화 대책"}).json()["hits"]
     assert any("철도" in hit["text"] for hit in hits)
+
+
+@pytest.mark.parametrize("name", ["..", "../", "sub/..", "a" * 300 + ".txt", "가" * 100 + ".txt", "bad\u0000name.txt"])
+def test_odd_upload_names_are_stored_safely(client: TestClient, settings: Settings, name: str) -> None:
+    files = {"files": (name, "철도 안전 대책\n\n국토교통부는 철도 안전 강화 대책을 발표했다.".encode(), "text/plain")}
+    response = client.post("/v1/ingest", files=files)
+    assert response.status_code == 200, response.text
+    assert response.json()["added"] == 1
+    stored = list(settings.api.upload_dir.iterdir())
+    assert len(stored) == 1 and stored[0].parent == settings.api.upload_dir
+    assert len(stored[0].name.encode()) <= 255
+
+
+def test_two_uploads_with_one_name_are_refused(client: TestClient) -> None:
+    files = [
+        ("files", ("dup.txt", b"first text here.", "text/plain")),
+        ("files", ("dup.txt", b"second.", "text/plain")),
+    ]
+    response = client.post("/v1/ingest", files=files)
+    assert response.status_code == 422
+    assert "dup.txt" in response.json()["error"]["message"]
+
+
+def test_rejected_uploads_are_not_kept(client: TestClient, settings: Settings) -> None:
+    files = [
+        ("files", ("junk.txt", b"\x00\x01\x02" * 100, "text/plain")),
+        ("files", ("ok.txt", "좋은 기사 본문이다.".encode(), "text/plain")),
+    ]
+    response = client.post("/v1/ingest", files=files)
+    assert response.status_code == 200
+    assert [f["path"].endswith("junk.txt") for f in response.json()["failed"]] == [True]
+    assert sorted(p.name for p in settings.api.upload_dir.iterdir()) == ["ok.txt"]
 
 
 def test_streaming_answer_sends_tokens_then_the_answer(settings: Settings) -> None:

@@ -1,0 +1,156 @@
+"""What the HTTP edge checks before a request reaches a route: API key, body size, method and path.
+
+Why a pure ASGI middleware rather than FastAPI dependencies:
+- the API key is checked before the body is read, so an anonymous caller gets 401, not a JSON parse error;
+- a body over the cap is refused (413) before it is buffered or parsed;
+- the chat page is mounted at `/`, so without this every unknown `/v1/...` path, wrong method or trailing
+  slash fell through to Gradio and got its `{"detail": "Not Found"}` instead of the API's error shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import unicodedata
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import PurePosixPath
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# the API's routes and the methods each accepts; HEAD on the probes lets load balancers use them
+ROUTES: dict[str, frozenset[str]] = {
+    "/v1/answer": frozenset({"POST"}),
+    "/v1/search": frozenset({"POST"}),
+    "/v1/ingest": frozenset({"POST"}),
+    "/healthz": frozenset({"GET", "HEAD"}),
+    "/readyz": frozenset({"GET", "HEAD"}),
+}
+UPLOAD_ROUTE = "/v1/ingest"
+MAX_UPLOAD_NAME_BYTES = 200  # file systems allow 255 bytes; room is left for the suffix and a hash
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+class ApiGuard:
+    """ASGI middleware for `/v1/*`, `/healthz` and `/readyz`; every other path passes through untouched."""
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_request_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode("utf-8") if api_key else None
+        self.max_request_bytes, self.max_upload_bytes = max_request_bytes, max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path.rstrip("/") if path != "/" else path
+        if route not in ROUTES and not route.lower().startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        if route not in ROUTES:
+            await _respond(
+                send,
+                404,
+                "not_found",
+                f"no endpoint {path}; the API is POST /v1/answer, /v1/search, /v1/ingest (see /docs)",
+            )
+            return
+        allowed = ROUTES[route]
+        if scope["method"] not in allowed:
+            methods = ", ".join(sorted(allowed))
+            await _respond(
+                send, 405, "method_not_allowed", f"{route} accepts {methods}", [(b"allow", methods.encode())]
+            )
+            return
+        if route.startswith("/v1/") and not self._authorized(scope):
+            await _respond(send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
+            return
+        limit = self.max_upload_bytes if route == UPLOAD_ROUTE else self.max_request_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _respond(send, 413, "payload_too_large", _too_large(route, limit))
+            return
+        scope = dict(scope, path=route, raw_path=route.encode())  # "/v1/answer/" is "/v1/answer"
+        await self.app(scope, _capped(receive, limit, route), send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self.api_key is None:
+            return True
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        # bytes, not str: compare_digest refuses non-ASCII strings, and a header is whatever the client sent
+        return scheme.lower() == b"bearer" and secrets.compare_digest(token.strip(), self.api_key)
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = dict(scope.get("headers") or []).get(b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _too_large(route: str, limit: int) -> str:
+    setting = "RAG_API_MAX_UPLOAD_MB" if route == UPLOAD_ROUTE else "RAG_API_MAX_REQUEST_MB"
+    return f"request body is larger than {limit // (1 << 20)} MB; send less or raise {setting}"
+
+
+class BodyTooLarge(Exception):
+    """A body sent without Content-Length outgrew the cap while it arrived; the app answers 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _capped(receive: Receive, limit: int, route: str) -> Receive:
+    """A body sent without Content-Length (chunked) is counted as it arrives and refused past the cap."""
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(_too_large(route, limit))
+        return message
+
+    return wrapped
+
+
+async def _respond(
+    send: Send, status: int, code: str, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(error_body(code, message), ensure_ascii=False).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def safe_upload_name(raw: str | None) -> str:
+    """A file name an upload can be stored under: the last path component (either slash), without control
+    characters, never `.`/`..`, and short enough for any file system (a long name keeps its extension and
+    gains a hash of the original, so two long names that share a prefix stay distinct)."""
+    name = PurePosixPath((raw or "").replace("\\", "/")).name
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        return "upload.txt"
+    if len(name.encode("utf-8")) <= MAX_UPLOAD_NAME_BYTES:
+        return name
+    path = PurePosixPath(name)
+    suffix = path.suffix if len(path.suffix.encode("utf-8")) <= 16 else ""
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    budget = MAX_UPLOAD_NAME_BYTES - len(suffix.encode("utf-8")) - len(digest) - 1
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
+    return f"{stem}-{digest}{suffix}"
