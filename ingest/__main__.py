@@ -16,7 +16,7 @@ from typing import Any  # noqa: E402
 
 from ingest.loaders import SUPPORTED_SUFFIXES, CsvColumns, discover_files, estimate_documents  # noqa: E402
 from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
-from rag.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
+from rag.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, configure_logging, fail, print_json, write_out  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
 
@@ -78,12 +78,12 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
         print_json(report.to_json())
         return
     rate = report.documents / report.seconds if report.seconds else 0.0
-    sys.stdout.write(
+    write_out(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, deleted {report.deleted}; "
         f"{report.chunks} chunks written in {report.seconds:.1f} s ({rate:.1f} articles/s)\n"
     )
     for failure in report.failed:
-        sys.stdout.write(f"failed: {failure.path}: {failure.reason}\n")
+        write_out(f"failed: {failure.path}: {failure.reason}\n")
 
 
 if __name__ == "__main__":

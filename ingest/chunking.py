@@ -20,7 +20,8 @@ CHUNKER_VERSION = "kiwi-sent-pack-2"
 
 TokenCounter = Callable[[str], int]
 
-_LINE_BREAK = re.compile(r"\n+")
+_LINE = re.compile(r"[^\n]+")
+MAX_KIWI_CHARS = 5_000  # longer lines reach kiwi in windows (see split_sentences)
 # kiwi leaves English runs unsplit; break after . ! ? before a capital, digit or opening quote
 _LATIN_BOUNDARY = re.compile(r"(?<=[.!?])([\"'”’)]?)\s+(?=[A-Z0-9\"“‘(\[])")
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Co|Corp|Ltd|No|vs|etc|U\.S|e\.g|i\.e))\.$")
@@ -28,6 +29,7 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _OPENING_BRACKETS, _CLOSING_BRACKETS = "([（［", ")]）］"
 # a bracket left open is closed within this many characters in real text; past it, the "(" was a stray
 MAX_BRACKETED_SENTENCE_CHARS = 400
+_CHARS_PER_TOKEN_GUESS = 8  # generous for Korean and English (≈1.5 and ≈4); the search widens if not
 
 
 @dataclass(frozen=True)
@@ -42,16 +44,29 @@ def chunk_header(article: Article) -> str:
 
 
 def split_sentences(text: str) -> list[Span]:
-    """Sentence spans of `text`: kiwi's sentence boundaries, further cut at line breaks (headlines,
-    captions and list items often lack final punctuation), whitespace trimmed, empty spans dropped."""
+    """Sentence spans of `text`: kiwi's sentence boundaries within each line (headlines, captions and list
+    items often lack final punctuation, so a line break always ends a sentence), whitespace trimmed, empty
+    spans dropped. Kiwi gets one line at a time, and a very long line in windows: its cost grows with the
+    square of an unbroken run (200,000 characters without a space took 24 s)."""
+    kiwi = get_kiwi()
     spans: list[Span] = []
-    for sentence in get_kiwi().split_into_sents(text):
-        start = sentence.start
-        for piece in _LINE_BREAK.split(text[start : sentence.end]):
-            offset = text.find(piece, start) if piece else start
-            spans.extend(_split_latin_sentences(text, offset, offset + len(piece)))
-            start = offset + len(piece)
+    for line in _LINE.finditer(text):
+        for start, end in _windows(text, line.start(), line.end()):
+            for sentence in kiwi.split_into_sents(text[start:end]):
+                spans.extend(_split_latin_sentences(text, start + sentence.start, start + sentence.end))
     return _join_open_brackets(text, _cover_gaps(text, spans))
+
+
+def _windows(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) cut into pieces of at most MAX_KIWI_CHARS, each cut after a space where there is one."""
+    pieces = []
+    while end - start > MAX_KIWI_CHARS:
+        cut = text.rfind(" ", start + MAX_KIWI_CHARS // 2, start + MAX_KIWI_CHARS)
+        cut = cut + 1 if cut != -1 else start + MAX_KIWI_CHARS
+        pieces.append((start, cut))
+        start = cut
+    pieces.append((start, end))
+    return pieces
 
 
 def _split_latin_sentences(text: str, start: int, end: int) -> list[Span]:
@@ -170,14 +185,24 @@ def _split_long_span(text: str, span: Span, count_tokens: TokenCounter, budget: 
 
 
 def _longest_fitting_end(text: str, start: int, limit: int, count_tokens: TokenCounter, budget: int) -> int:
-    """Binary search for the furthest end (preferring a space) whose slice still fits the budget."""
-    low, high = start + 1, limit
-    while low < high:
-        middle = (low + high + 1) // 2
-        if count_tokens(text[start:middle]) <= budget:
-            low = middle
-        else:
-            high = middle - 1
+    """Binary search for the furthest end (preferring a space) whose slice still fits the budget.
+
+    The search window starts at a few characters per token and doubles only while the whole window fits:
+    searching up to `limit` every time re-counted the entire rest of a megabyte-long run of text (base64,
+    a table flattened to one line) at every step, and such a file took hours to chunk."""
+    window = budget * _CHARS_PER_TOKEN_GUESS
+    while True:
+        upper = min(limit, start + window)
+        low, high = start + 1, upper
+        while low < high:
+            middle = (low + high + 1) // 2
+            if count_tokens(text[start:middle]) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        if low < upper or upper == limit:
+            break
+        window *= 2  # all of it fitted: the text has more characters per token than guessed
     space = text.rfind(" ", start + 1, low)
     return space if low < limit and space > start + (low - start) // 2 else low
 

@@ -499,6 +499,10 @@ def _parse_json_line(raw: bytes, encoding: str) -> Mapping[str, Any]:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DocumentError(f"invalid JSON ({exc.msg} at column {exc.colno}); fix or remove this line") from exc
+    except (ValueError, RecursionError) as exc:
+        # a number of thousands of digits, or arrays nested thousands deep: valid JSON no article needs
+        what = "nested too deeply" if isinstance(exc, RecursionError) else "holds a number too long to read"
+        raise DocumentError(f"the line {what}; fix or remove this line") from exc
     if not isinstance(record, dict):
         raise DocumentError(f"line is a JSON {type(record).__name__}, not an object; each line must be one article")
     return record

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from rag.errors import RagError
 from rag.service import RagService
 from rag.sparse import SparseEncoder
 from rag.store import QdrantStore
-from rag.types import Article, Chunk
+from rag.types import Article, Chunk, without_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class IngestReport:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "chunks": self.chunks,
-            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "failed": [
+                {"path": without_surrogates(f.path), "reason": without_surrogates(f.reason)} for f in self.failed
+            ],
             "seconds": round(self.seconds, 3),
             "embedding_seconds": round(self.embedding_seconds, 3),
         }
@@ -96,7 +99,7 @@ class Ingestor:
         known = {stored.article.id: stored for stored in self.store.iter_articles()}
         seen = self._ingest_stream(iter_documents(paths, csv_columns=csv_columns), known, report, progress)
         if sync:
-            failed_origins = {_file_of(failure.path) for failure in report.failed}
+            failed_origins = {str(Path(_file_of(failure.path)).absolute()) for failure in report.failed}
             report.deleted = self._delete_vanished(paths, known, seen, failed_origins)
         report.seconds = time.perf_counter() - started
         return report
@@ -121,7 +124,12 @@ class Ingestor:
             if isinstance(item, LoadFailure):
                 report.failed.append(item)
                 continue
-            entry = self._plan_article(item, known, seen, report)
+            try:
+                entry = self._plan_article(_with_absolute_origin(item), known, seen, report)
+            except Exception as exc:  # one odd article (a bug of ours included) must not end the run
+                logger.warning("could not process %s", item.origin or item.id, exc_info=True)
+                report.failed.append(LoadFailure(item.origin or item.id, _unexpected(exc)))
+                continue
             if entry is None:
                 continue
             pending.append(entry)
@@ -163,6 +171,22 @@ class Ingestor:
     def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
         if not pending:
             return
+        try:
+            self._write(pending, report)
+        except Exception:
+            if len(pending) == 1:
+                entry = pending[0]
+                logger.warning("could not embed %s", entry.article.origin or entry.article.id, exc_info=True)
+                report.failed.append(
+                    LoadFailure(entry.article.origin or entry.article.id, _unexpected(sys.exc_info()[1]))
+                )
+                return
+            # something in the group broke embedding: retry article by article so only that one fails
+            for entry in pending:
+                self._flush([entry], report)
+
+    def _write(self, pending: list[_Pending], report: IngestReport) -> None:
+        """Embed the group's chunks together, then store article by article."""
         chunks = [chunk for entry in pending for chunk in entry.chunks]
         texts = [embedding_text(chunk) for chunk in chunks]
         started = time.perf_counter()
@@ -204,6 +228,26 @@ class Ingestor:
                 self.store.delete_article(article_id)
                 deleted += 1
         return deleted
+
+
+def _with_absolute_origin(article: Article) -> Article:
+    """The origin as an absolute path, so `--sync` from another working folder compares the same files
+    (a relative "docs/a.txt" stored from one folder once made a sync from another delete it)."""
+    origin = article.origin
+    if not origin:
+        return article
+    path, _, line = origin.rpartition(":") if _is_line_reference(origin) else (origin, "", "")
+    absolute = str(Path(path).absolute())
+    return article.model_copy(update={"origin": f"{absolute}:{line}" if line else absolute})
+
+
+def _is_line_reference(origin: str) -> bool:
+    head, _, tail = origin.rpartition(":")
+    return bool(head) and tail.isdigit() and not Path(origin).exists()
+
+
+def _unexpected(exc: BaseException | None) -> str:
+    return f"could not be processed ({type(exc).__name__}: {exc}); the rest of the run went on, please report this file"
 
 
 def _file_of(failure_path: str) -> str:

@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any
 
+from rag.types import without_surrogates
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_USAGE = 2
@@ -31,10 +33,15 @@ def limit_native_threads() -> None:
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    """One JSON object on stdout, always valid UTF-8 (a non-UTF-8 file name shows as U+FFFD, not a raw byte)."""
+    write_out(json.dumps(payload, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
+def write_out(text: str) -> None:
+    sys.stdout.write(without_surrogates(text))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {without_surrogates(message)}\n")
     return code

@@ -253,8 +253,22 @@ class Settings(BaseSettings):
         return candidate if candidate.is_absolute() else self.models.dir / candidate
 
     def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with top-level fields replaced (e.g. `collection` from `--collection`)."""
-        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        """A copy with top-level fields replaced (e.g. `collection` from `--collection`), checked by the same
+        rules as the environment (model_copy alone would let `--collection ../x` through to Qdrant)."""
+        updated = self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        for name in changes:
+            try:
+                self.__pydantic_validator__.validate_assignment(updated.model_copy(), name, getattr(updated, name))
+            except ValidationError as exc:
+                flag = "--" + name.replace("_", "-")
+                error = exc.errors()[0]
+                reason = (
+                    "use letters, digits, '_', '.' or '-', starting with a letter or digit"
+                    if error["type"] == "string_pattern_mismatch"
+                    else error["msg"]
+                )
+                raise ConfigurationError(f"{flag} {getattr(updated, name)!r}: {reason}") from None
+        return updated
 
     def masked(self) -> dict[str, Any]:
         """Effective settings as plain data, secrets masked, for `python -m rag config`."""

@@ -29,7 +29,13 @@ from typing import Any, Literal
 import numpy as np
 
 from rag.config import QdrantSettings
-from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreError, StoreLockedError
+from rag.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    ConfigurationError,
+    StoreError,
+    StoreLockedError,
+)
 from rag.local_index import IndexedPoint, InProcessIndex
 from rag.sparse import SparseVector
 from rag.types import Article, Chunk, Hit, SearchFilters, Span, article_point_id
@@ -458,7 +464,13 @@ def _connect(settings: QdrantSettings) -> Any:
             return QdrantClient(url=settings.url, api_key=api_key, timeout=int(settings.timeout_s))
         except Exception as exc:
             raise StoreError(f"cannot reach Qdrant at {settings.url}: {exc}") from exc
-    settings.path.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"RAG_QDRANT_PATH {settings.path} cannot be used as the store folder ({exc.strerror or exc}); "
+            "point it at a writable folder"
+        ) from exc
     try:
         return QdrantClient(path=str(settings.path))
     except RuntimeError as exc:

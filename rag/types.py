@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Fixed namespace so point ids are stable across runs, machines and Qdrant deployments.
 POINT_ID_NAMESPACE = uuid.UUID("6f1d9c1e-3b7a-5d1e-9a53-0c2b1f7e8a11")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with lone UTF-16 surrogates replaced by U+FFFD, one for one (offsets stay valid).
+
+    They reach Python strings from a JSON "\\ud800" escape or from a file name that is not UTF-8
+    (surrogateescape), and no UTF-8 encoder accepts them: left in, they crash the first hash, store write
+    or print of the run instead of failing one document.
+    """
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 class Article(BaseModel):
@@ -24,6 +37,11 @@ class Article(BaseModel):
     url: str | None = None
     source: str | None = None
     origin: str | None = Field(None, description="Where it was read from (file path, or file:line); used by --sync.")
+
+    @field_validator("id", "text", "title", "url", "source", "origin", mode="before")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        return without_surrogates(value) if isinstance(value, str) else value
 
 
 class Span(BaseModel):

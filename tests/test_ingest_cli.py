@@ -176,3 +176,102 @@ def test_killed_ingest_resumes_to_the_same_state_as_a_clean_run(tmp_path: Path) 
     build_ingestor(clean).ingest_paths([corpus])
     clean.close()
     assert _snapshot(resumed_settings) == _snapshot(clean_settings)
+
+
+# --- hostile inputs (found by an audit; each used to crash the run, lose files or hang) ------------------
+
+
+def test_a_lone_surrogate_escape_does_not_stop_the_run(tmp_path: Path) -> None:
+    corpus = tmp_path / "sur"
+    corpus.mkdir()
+    lines = [
+        json.dumps({"id": "ok", "text": "Housing policy was announced today."}),
+        '{"id": "bad\\ud800", "title": "T\\udfff", "text": "Housing policy \\ud800 announced in May."}',
+    ]
+    (corpus / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (corpus / "b.txt").write_text("Rail news.\n\nThe rail budget rose.", encoding="utf-8")
+    result = _ingest(tmp_path, str(corpus), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["added"] == 3 and not summary["failed"]
+
+
+def test_a_huge_number_or_deep_nesting_fails_its_line_only(tmp_path: Path) -> None:
+    corpus = tmp_path / "odd"
+    corpus.mkdir()
+    lines = [
+        json.dumps({"id": "before", "text": "Port news before the odd lines."}),
+        '{"id": "n", "text": "x", "n": ' + "9" * 5000 + "}",
+        "[" * 10_000 + "]" * 10_000,
+        json.dumps({"id": "after", "text": "Port news after the odd lines."}),
+    ]
+    (corpus / "odd.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = _ingest(tmp_path, str(corpus), "--json")
+    summary = json.loads(result.stdout)
+    assert result.returncode == 1 and summary["added"] == 2
+    failed = {f["path"]: f["reason"] for f in summary["failed"]}
+    assert set(failed) == {str(corpus / "odd.jsonl") + ":2", str(corpus / "odd.jsonl") + ":3"}
+    assert "number too long" in failed[str(corpus / "odd.jsonl") + ":2"]
+    assert "nested too deeply" in failed[str(corpus / "odd.jsonl") + ":3"]
+
+
+def test_a_file_name_that_is_not_utf8_keeps_the_json_output_valid(tmp_path: Path) -> None:
+    corpus = tmp_path / "names"
+    corpus.mkdir()
+    odd = os.path.join(os.fsencode(corpus), b"bad\xffname.txt")
+    with open(odd, "wb") as handle:
+        handle.write(b"Port news.\n\nThe port grew.")
+    (corpus / "good.txt").write_text("Rail news.\n\nThe rail grew.", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest", str(corpus), "--json"],
+        cwd=PROJECT_ROOT,
+        env={**_env(tmp_path), "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.decode("utf-8"))  # strict UTF-8
+    assert summary["added"] == 2
+
+
+def test_bad_collection_names_and_store_paths_are_usage_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "a.txt").write_text("Port news.\n\nThe port grew.", encoding="utf-8")
+    for name in ("", "../x"):
+        result = _ingest(tmp_path, str(good), "--collection", name)
+        assert result.returncode == 2 and "--collection" in result.stderr and "Traceback" not in result.stderr
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest", str(good)],
+        cwd=PROJECT_ROOT,
+        env={**_env(tmp_path), "RAG_QDRANT_PATH": str(a_file / "store")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "RAG_QDRANT_PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sync_from_another_folder_keeps_files_that_still_exist(tmp_path: Path) -> None:
+    for folder, name in (("cwd_a", "a.txt"), ("cwd_b", "b.txt")):
+        docs = tmp_path / folder / "docs"
+        docs.mkdir(parents=True)
+        (docs / name).write_text(f"News {name}.\n\nThe story of {name}.", encoding="utf-8")
+
+    def run_in(folder: str, *args: str) -> dict[str, object]:
+        result = subprocess.run(
+            [sys.executable, "-m", "ingest", *args, "--json"],
+            cwd=tmp_path / folder,
+            env={**_env(tmp_path), "PYTHONPATH": str(PROJECT_ROOT), "RAG_MODELS_DIR": str(PROJECT_ROOT / "models")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    assert run_in("cwd_a", "docs")["added"] == 1
+    # "docs" means another folder here: cwd_a/docs/a.txt still exists and must not be deleted
+    assert run_in("cwd_b", "--sync", "docs")["deleted"] == 0

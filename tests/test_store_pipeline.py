@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 
 from ingest.pipeline import build_ingestor
@@ -126,3 +127,26 @@ def test_second_process_on_the_embedded_store_gets_a_clear_message(
     _ = fake_service.store  # holds the folder lock
     with pytest.raises(StoreLockedError, match="POST /v1/ingest"):
         QdrantStore(settings.qdrant, settings.collection)
+
+
+class _BrittleEmbedder(FakeEmbedder):
+    """Fails on one text, as a tokenizer bug on one odd document would."""
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if any("EXPLODE" in text for text in texts):
+            raise RuntimeError("tokenizer blew up")
+        return super().embed_documents(texts)
+
+
+def test_one_article_that_breaks_embedding_fails_alone(settings: Settings) -> None:
+    service = RagService(settings, embedder=_BrittleEmbedder())
+    articles = [
+        Article(id="before", text="Port news before.", origin="a.txt"),
+        Article(id="bad", text="This one will EXPLODE in the embedder.", origin="bad.txt"),
+        Article(id="after", text="Rail news after.", origin="c.txt"),
+    ]
+    report = build_ingestor(service).ingest_articles(articles)
+    assert (report.added, [f.path.rsplit("/", 1)[-1] for f in report.failed]) == (2, ["bad.txt"])
+    assert "RuntimeError" in report.failed[0].reason
+    assert service.store.count_articles() == 2
+    service.close()
