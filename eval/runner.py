@@ -215,7 +215,9 @@ class RagRanking:
         if self.mode == "sparse":
             # the retriever embeds the query in every mode; keyword-only search does not need it
             elapsed -= retrieval.timings_ms.get("embed", 0.0)
-        ids = m.distinct_top_k([hit.chunk.article_id for hit in retrieval.hits], DEPTH_DOCS)
+        # an article whose copy of a hit's text was folded into that hit ranks right after it
+        found = [article for hit in retrieval.hits for article in (hit.chunk.article_id, *hit.copies_in)]
+        ids = m.distinct_top_k(found, DEPTH_DOCS)
         return ids, round(elapsed, 2)
 
 

@@ -92,12 +92,19 @@ def shape_hits(hits: list[Hit], *, top_k: int, max_per_article: int) -> list[Hit
     per-article cap behind those of other articles, so one long article cannot crowd out the rest
     (FINDINGS.md #7); when there are not enough other articles, the demoted chunks fill the list."""
     unique: list[Hit] = []
-    seen_texts: set[str] = set()
+    first_with_text: dict[str, int] = {}
     for hit in hits:
         key = _text_key(hit.chunk.text)
-        if key not in seen_texts:
-            seen_texts.add(key)
+        if key not in first_with_text:
+            first_with_text[key] = len(unique)
             unique.append(hit)
+            continue
+        # the copy is not shown again, but the kept hit remembers where else its text lives: an evaluation
+        # asking for one of the copies by id has been answered (and a tie between copies is a coin toss)
+        kept = unique[first_with_text[key]]
+        other = hit.chunk.article_id
+        if other != kept.chunk.article_id and other not in kept.copies_in:
+            unique[first_with_text[key]] = kept.model_copy(update={"copies_in": (*kept.copies_in, other)})
     within_cap: list[Hit] = []
     demoted: list[Hit] = []
     per_article: dict[str, int] = {}

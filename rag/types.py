@@ -89,6 +89,9 @@ class Hit(BaseModel):
     chunk: Chunk
     score: float
     dense_score: float | None = Field(None, description="Cosine similarity of the dense side, when known.")
+    copies_in: tuple[str, ...] = Field(
+        (), description="Other articles holding this same text, whose copies were dropped as duplicates."
+    )
 
 
 class SearchFilters(BaseModel):

@@ -71,3 +71,22 @@ def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) 
     assert fake_service.store._index is not None and len(fake_service.store._index) > 0
     assert get_kiwi.cache_info().currsize == 1
     assert fake_service.search("철도 안전")[0].chunk.article_id == "ko"
+
+
+def test_copies_of_one_text_show_once_and_remember_where_else_they_live(fake_service: RagService) -> None:
+    from eval.runner import RagRanking
+
+    shared = "국토교통부는 철도 안전 강화 대책을 발표했다."
+    copies = [
+        Article(id="outlet-a", title="철도 대책", text=shared),
+        Article(id="outlet-b", title="철도 대책", text=shared),
+        Article(id="other", title="항만 소식", text="해양수산부는 항만 확장 계획을 발표했다."),
+    ]
+    build_ingestor(fake_service).ingest_articles(copies)
+    hits = fake_service.retriever.retrieve("철도 안전 강화 대책", top_k=5).hits
+    texts = [hit.chunk.text for hit in hits]
+    assert texts.count(shared) == 1  # a syndicated copy is not shown twice
+    kept = next(hit for hit in hits if hit.chunk.text == shared)
+    assert {kept.chunk.article_id, *kept.copies_in} == {"outlet-a", "outlet-b"}
+    ranked, _ = RagRanking(fake_service, "hybrid").rank("철도 안전 강화 대책")
+    assert set(ranked[:2]) == {"outlet-a", "outlet-b"}  # either copy counts as found, at the same depth
