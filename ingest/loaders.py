@@ -214,8 +214,9 @@ _BINARY_REASON = (
 )
 
 
-def decode_bytes(data: bytes) -> str:
-    """Decode file content: BOM, else strict UTF-8, else detection (Korean CP949 preferred when it fits).
+def decode_bytes(data: bytes, source: str = "input") -> str:
+    """Decode file content: BOM, else strict UTF-8, else UTF-8 with a few stray bytes, else detection
+    (Korean CP949 preferred when it fits).
 
     Raises DocumentError for empty files and for binary or undecodable content.
     """
@@ -224,12 +225,34 @@ def decode_bytes(data: bytes) -> str:
             return _check_text(_decode_strict(data[len(bom) :], encoding))
     if not data.strip():
         raise DocumentError("empty file")
-    if b"\x00" in data:
-        raise DocumentError(_BINARY_REASON)
+    nuls = data.count(b"\x00")
+    if nuls:
+        # a stray NUL or two in a big CSV is damage, not a binary file; many of them are (or UTF-16)
+        if nuls > max(2, len(data) // 1000):
+            raise DocumentError(_BINARY_REASON)
+        logger.warning("%s: dropped %d NUL byte(s)", source, nuls)
+        data = data.replace(b"\x00", b"")
+    damaged = _mostly_utf8(data)
+    if damaged is not None:
+        text, bad = damaged
+        logger.warning("%s: %d byte sequence(s) are not UTF-8; replaced by U+FFFD", source, bad)
+        return _check_text(text)
     detected = detect_encoding(data)
     if detected is None:
         raise DocumentError(_BINARY_REASON)
     return _check_text(_decode_strict(data, detected))
+
+
+def _mostly_utf8(data: bytes) -> tuple[str, int] | None:
+    """UTF-8 text with a few undecodable bytes (a truncated copy, one bad row): the text with U+FFFD in their
+    place and how many, or None. Valid multi-byte characters must outnumber the bad sequences 20 to 1, so a
+    legacy single-byte file ("caf\xe9") or a CP949 one still goes to detection."""
+    if _decodes(data, "utf-8"):
+        return None
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    wide = sum(1 for ch in text if ord(ch) > 0x7F) - text.count("\ufffd")
+    return (text, bad) if bad and wide >= 20 * bad else None
 
 
 def detect_encoding(data: bytes) -> str | None:
@@ -289,7 +312,7 @@ def _is_binary_char(ch: str) -> bool:
 
 
 def _read_text(path: Path) -> str:
-    return decode_bytes(path.read_bytes())
+    return decode_bytes(path.read_bytes(), source=str(path))
 
 
 # --- .txt / .md ---------------------------------------------------------------------------------------

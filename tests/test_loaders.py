@@ -399,6 +399,25 @@ def test_undecodable_bytes_fail(tmp_path: Path) -> None:
     assert only_failure(path).reason.startswith("binary or undecodable")
 
 
+def test_a_stray_byte_in_a_utf8_csv_damages_one_character_not_the_file(tmp_path: Path) -> None:
+    # a truncated copy or one bad row used to reject the whole CSV as "binary", or decode it all as cp1250
+    rows = ["id,title,text"] + [f"r{i},제목 {i},정부는 {i}번째 정책을 발표했다." for i in range(30)]
+    data = "\n".join(rows).encode()
+    damaged = data.replace(b"r7,", b"r7\xff,", 1).replace(b"r9,", b"r9\x00,", 1)
+    path = tmp_path / "news.csv"
+    path.write_bytes(damaged)
+    items = list(load_file(path))
+    articles = [item for item in items if isinstance(item, Article)]
+    assert len(articles) == 30 and not [item for item in items if isinstance(item, LoadFailure)]
+    assert articles[0].text == "정부는 0번째 정책을 발표했다."
+
+
+def test_a_legacy_single_byte_file_is_not_mistaken_for_damaged_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt"
+    path.write_bytes("Caf\u00e9 culture\n\nThe caf\u00e9 opened on Monday.".encode("latin-1"))
+    assert "\ufffd" not in load_one(path).text
+
+
 def test_binary_jsonl_is_one_failure_not_one_per_line(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_bytes(b"\x00\x01\x02\n" * 100)
