@@ -125,7 +125,7 @@ class Ingestor:
                 report.failed.append(item)
                 continue
             try:
-                entry = self._plan_article(_with_absolute_origin(item), known, seen, report)
+                entry = self._plan_article(item, known, seen, report)
             except Exception as exc:  # one odd article (a bug of ours included) must not end the run
                 logger.warning("could not process %s", item.origin or item.id, exc_info=True)
                 report.failed.append(LoadFailure(item.origin or item.id, _unexpected(exc)))
@@ -151,6 +151,10 @@ class Ingestor:
             )
             return None
         seen.add(article.id)
+        if not any(ch.isalnum() for ch in article.text):
+            reason = "the text has no letters or digits (only symbols, punctuation or emoji); nothing to search"
+            report.failed.append(LoadFailure(path=article.origin or article.id, reason=reason))
+            return None
         content_hash = self.content_hash(article)
         stored = known.get(article.id)
         if stored is not None and stored.content_hash == content_hash:
@@ -160,7 +164,7 @@ class Ingestor:
         if not chunks:
             report.failed.append(LoadFailure(path=article.origin or article.id, reason="no text left after cleaning"))
             return None
-        return _Pending(article, content_hash, chunks, is_update=stored is not None)
+        return _Pending(_with_absolute_origin(article), content_hash, chunks, is_update=stored is not None)
 
     def content_hash(self, article: Article) -> str:
         material = json.dumps(

@@ -150,3 +150,10 @@ def test_one_article_that_breaks_embedding_fails_alone(settings: Settings) -> No
     assert "RuntimeError" in report.failed[0].reason
     assert service.store.count_articles() == 2
     service.close()
+
+
+def test_text_without_letters_or_digits_is_a_failure_not_an_article(fake_service: RagService) -> None:
+    articles = [Article(id="punct", text="!?.,;: —— !!! 🙂🙂", origin="punct.txt"), Article(id="ok", text="Rail news.")]
+    report = build_ingestor(fake_service).ingest_articles(articles)
+    assert report.added == 1 and [f.path for f in report.failed] == ["punct.txt"]
+    assert "no letters or digits" in report.failed[0].reason
