@@ -34,6 +34,8 @@ from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
 
 logger = logging.getLogger("app")
 
+UPLOAD_FILES_PER_LOCK = 8
+
 
 # ---- request and response bodies ---------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     @app.post("/v1/ingest")
     def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
         """Ingest uploaded files through the running app (the embedded store allows one process)."""
-        from ingest.pipeline import build_ingestor
+        from ingest.pipeline import IngestReport, build_ingestor
 
         # uploads are kept under a stable name: the file path is the article id, so re-uploading a file
         # updates its article instead of adding a copy
@@ -178,8 +180,11 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         if repeated:
             raise InputError(f"files: {', '.join(repeated)} sent more than once; give each file its own name")
         paths = [_save_upload(upload, folder / name) for upload, name in zip(files, names, strict=True)]
-        with service_lock:
-            report = build_ingestor(service).ingest_paths(paths)
+        report = IngestReport()
+        # a few files at a time: questions asked during a long upload wait for one batch, not for all of it
+        for start in range(0, len(paths), UPLOAD_FILES_PER_LOCK):
+            with service_lock:
+                report.add(build_ingestor(service).ingest_paths(paths[start : start + UPLOAD_FILES_PER_LOCK]))
         _remove_rejected(report, paths)
         return report.to_json()
 

@@ -62,6 +62,17 @@ class IngestReport:
     def documents(self) -> int:
         return self.added + self.updated + self.unchanged
 
+    def add(self, other: IngestReport) -> None:
+        """Fold in the report of a later part of the same run."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.chunks += other.chunks
+        self.failed.extend(other.failed)
+        self.seconds += other.seconds
+        self.embedding_seconds += other.embedding_seconds
+
 
 @dataclass
 class _Pending:

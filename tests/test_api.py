@@ -275,3 +275,16 @@ def test_chat_page_is_served_at_root(settings: Settings) -> None:
         assert "gradio" in response.text.lower()
         assert client.get("/healthz").status_code == 200
     service.close()
+
+
+def test_a_large_upload_is_ingested_in_batches_and_reported_as_one(client: TestClient) -> None:
+    from app import UPLOAD_FILES_PER_LOCK
+
+    count = UPLOAD_FILES_PER_LOCK * 2 + 1
+    files = [
+        ("files", (f"n{i}.txt", f"소식 {i}\n\n항만 {i}번 부두가 확장됐다.".encode(), "text/plain"))
+        for i in range(count)
+    ]
+    files.append(("files", ("empty.txt", b"", "text/plain")))
+    body = client.post("/v1/ingest", files=files).json()
+    assert body["added"] == count and [f["path"].rsplit("/", 1)[-1] for f in body["failed"]] == ["empty.txt"]
