@@ -108,6 +108,8 @@ def discover_files(paths: Sequence[Path]) -> tuple[list[Path], list[LoadFailure]
 def _expand(path: Path) -> tuple[list[Path], list[LoadFailure]]:
     if path.is_dir():
         return _walk_folder(path)
+    if path.is_symlink() and not path.exists():
+        return [], [LoadFailure(str(path), _BROKEN_LINK)]
     if not path.exists():
         return [], [LoadFailure(str(path), "no such file or folder; check the path")]
     if not path.is_file():
@@ -115,6 +117,9 @@ def _expand(path: Path) -> tuple[list[Path], list[LoadFailure]]:
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return [], [LoadFailure(str(path), _unsupported_reason(path))]
     return [path], []
+
+
+_BROKEN_LINK = "a symbolic link to nothing (its target is gone, or it loops); fix or remove the link"
 
 
 def _walk_folder(folder: Path) -> tuple[list[Path], list[LoadFailure]]:
@@ -133,6 +138,8 @@ def _walk_folder(folder: Path) -> tuple[list[Path], list[LoadFailure]]:
             file = Path(root) / name
             if file.suffix.lower() in SUPPORTED_SUFFIXES and file.is_file():
                 files.append(file)
+            elif file.suffix.lower() in SUPPORTED_SUFFIXES and file.is_symlink() and not file.exists():
+                failures.append(LoadFailure(str(file), _BROKEN_LINK))
             else:
                 skipped += 1
     if skipped:
@@ -419,6 +426,8 @@ def _load_pdf_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
         pages = [page.extract_text() or "" for page in reader.pages]
     except PdfReadError as exc:
         raise DocumentError(f"not a readable PDF ({exc}); check the file opens in a PDF viewer") from exc
+    if not pages:
+        raise DocumentError("the PDF has no pages")
     text = normalize_text("\n\n".join(pages))
     if sum(ch.isalpha() for ch in text) < _MIN_PDF_LETTERS:
         raise DocumentError("no text layer (scanned PDF?); OCR it first")

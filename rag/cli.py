@@ -20,6 +20,9 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "sentence_transformers", "urllib3", "qdrant_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "Token indices sequence length is longer than the specified maximum": the chunker counts the tokens of
+    # whole sentences to cut them to size; nothing that long is ever sent to the model
+    logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
 
 
 def limit_native_threads() -> None:

@@ -504,3 +504,26 @@ def test_press_release_jsonl_loads_every_line() -> None:
     assert not any("&#039;" in (a.title or "") for a in articles)
     assert sum(len(a.text) > 300 for a in articles) >= 53  # the real content_text bodies are used
     assert all(a.source and a.source != "대한민국 정책브리핑" for a in articles)  # the ministry
+
+
+def test_broken_links_are_named_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Port news.\n\nThe port grew.", encoding="utf-8")
+    (folder / "gone.txt").symlink_to(tmp_path / "missing.txt")
+    (folder / "loop.txt").symlink_to(folder / "loop.txt")
+    files, failures = discover_files([folder])
+    assert [f.name for f in files] == ["good.txt"]
+    assert sorted(Path(f.path).name for f in failures) == ["gone.txt", "loop.txt"]
+    assert all("link" in f.reason for f in failures)
+    _, named = discover_files([folder / "loop.txt"])
+    assert "link" in named[0].reason
+
+
+def test_a_pdf_without_pages_says_so(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    path = tmp_path / "empty.pdf"
+    with path.open("wb") as handle:
+        PdfWriter().write(handle)
+    assert only_failure(path).reason == "the PDF has no pages"
