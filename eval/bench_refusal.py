@@ -1,9 +1,10 @@
 """`python -m eval bench-refusal`: measure the refusal thresholds instead of guessing them.
 
 For Korean questions (KorQuAD 1.0 dev) and English questions over Korean text (the ko-en parallel news
-corpus), half the questions have their source in the collection and half do not. For each question the
-best evidence similarity is recorded; the threshold that best separates the two halves is printed with
-the accuracy it gives, next to the accuracy of the configured thresholds.
+corpus), half the questions have their source in the collection and half do not. English over English:
+20 hand-written questions the FOMC statements answer and 20 unrelated ones (no English QA set is at hand).
+For each question the best evidence similarity is recorded; the threshold that best separates the two
+halves is printed with the accuracy it gives, next to the accuracy of the configured thresholds.
 """
 
 from __future__ import annotations
@@ -22,10 +23,57 @@ from rag.config import QdrantSettings, load_settings
 from rag.service import RagService
 from rag.types import Article
 
+FOMC = "fomc_statements_en/fomc_statements.jsonl"
+FOMC_ANSWERABLE = (
+    "What did the Committee decide about the federal funds rate in March 2020?",
+    "Why did the FOMC raise rates in 2022?",
+    "What is the Committee's longer-run inflation goal?",
+    "When did the Fed start reducing its holdings of Treasury securities?",
+    "Who voted against the monetary policy action?",
+    "What did the Committee say about the labor market in 2008?",
+    "What is the target range for the federal funds rate?",
+    "How does the Committee assess risks to the economic outlook?",
+    "What did the Fed say about household spending?",
+    "Did the Committee lower the discount rate?",
+    "What did the FOMC say about the coronavirus outbreak?",
+    "How much did the Committee cut the federal funds rate in 2001?",
+    "What is the Committee's statutory mandate?",
+    "What did the Fed say about energy prices and inflation?",
+    "Will the Committee continue to purchase agency mortgage-backed securities?",
+    "What did the statement say about business fixed investment?",
+    "Why did the Committee keep rates near zero?",
+    "What does the Committee expect for inflation over the medium term?",
+    "What happened to the unemployment rate according to the statement?",
+    "Which Committee members dissented and why?",
+)
+UNRELATED_ENGLISH = (
+    "Who co-chairs the smart city alliance?",
+    "What is the capital of France?",
+    "How many goals did Son Heung-min score last season?",
+    "When was the Eiffel Tower built?",
+    "Which company makes the iPhone?",
+    "What did the ministry announce about railway safety?",
+    "How do I bake sourdough bread?",
+    "Who won the 2018 World Cup?",
+    "What is the population of Seoul?",
+    "Which vaccine did Korea approve for children?",
+    "How tall is Mount Everest?",
+    "Who wrote the novel Pachinko?",
+    "What is the best way to learn Korean?",
+    "When does the cherry blossom festival start in Jinhae?",
+    "What did the ministry of education say about school lunches?",
+    "How many satellites did Korea launch this year?",
+    "What are the symptoms of influenza?",
+    "Which team won the Korean Series?",
+    "What is the speed of light?",
+    "Who is the mayor of Busan?",
+)
+
 
 @dataclass(frozen=True)
 class Split:
     name: str
+    key: str  # names its collection
     corpus: list[CorpusDocument]
     answerable: list[Question]
     unanswerable: list[Question]
@@ -43,7 +91,7 @@ def korquad_split(per_side: int, seed: int) -> Split:
     inside = [q for q in questions if set(q.relevant_doc_ids) <= indexed_ids]
     outside = [q for q in questions if not set(q.relevant_doc_ids) & indexed_ids]
     rng = random.Random(seed)
-    return Split("korean (KorQuAD)", corpus, rng.sample(inside, per_side), rng.sample(outside, per_side))
+    return Split("korean (KorQuAD)", "ko", corpus, rng.sample(inside, per_side), rng.sample(outside, per_side))
 
 
 def parallel_split(per_side: int, seed: int) -> Split:
@@ -57,7 +105,39 @@ def parallel_split(per_side: int, seed: int) -> Split:
     outside = [q for q in questions if not set(q.relevant_doc_ids) & indexed_ids]
     rng = random.Random(seed)
     return Split(
-        "english over korean (parallel news)", corpus, rng.sample(inside, per_side), rng.sample(outside, per_side)
+        "english over korean (parallel news)",
+        "en",
+        corpus,
+        rng.sample(inside, per_side),
+        rng.sample(outside, per_side),
+    )
+
+
+def fomc_split() -> Split:
+    """All 210 FOMC statements indexed; hand-written questions they answer, and unrelated ones."""
+    from ingest.loaders import iter_documents
+
+    articles = [a for a in iter_documents([shared_file(FOMC)]) if isinstance(a, Article)]
+    corpus = [CorpusDocument(id=a.id, title=a.title, text=a.text) for a in articles]
+
+    def questions(texts: tuple[str, ...], answerable: bool) -> list[Question]:
+        return [
+            Question(
+                id=f"{'in' if answerable else 'out'}-{n}",
+                question=t,
+                answers=[],
+                relevant_doc_ids=[],
+                answerable=answerable,
+            )
+            for n, t in enumerate(texts)
+        ]
+
+    return Split(
+        "english over english (FOMC)",
+        "en-en",
+        corpus,
+        questions(FOMC_ANSWERABLE, True),
+        questions(UNRELATED_ENGLISH, False),
     )
 
 
@@ -94,10 +174,11 @@ def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, 
     for split, configured in (
         (korquad_split(per_side, seed), answer.min_evidence_score(korean=True)),
         (parallel_split(per_side, seed), answer.min_evidence_score(korean=False)),
+        (fomc_split(), answer.min_evidence_score(korean=False, evidence_korean=False)),
     ):
         # one folder per embedding model: a collection built with another model is not reused
         folder = PROJECT_ROOT / "storage" / "bench" / "refusal" / Path(settings.models.embedding).name
-        name = "refusal-" + ("ko" if split.name.startswith("korean") else "en")
+        name = f"refusal-{split.key}"
         service = RagService(settings.model_copy(update={"collection": name, "qdrant": QdrantSettings(path=folder)}))
         try:
             articles = [Article(id=d.id, title=d.title, text=d.text) for d in split.corpus]
@@ -108,7 +189,7 @@ def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, 
             service.close()
         cut, accuracy = best_threshold(inside, outside)
         results[split.name] = {
-            "questions_per_side": per_side,
+            "questions_per_side": len(split.answerable),
             "best_threshold": round(cut, 4),
             "best_accuracy": round(accuracy, 3),
             "configured_threshold": configured,

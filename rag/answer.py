@@ -175,7 +175,7 @@ class Answerer:
         limit = max(self.settings.evidence_sentences, self.settings.extractive_max_sentences)
         evidence = self.selector.select(question, query_vector, hits, limit)
         timings["evidence"] = _ms_since(started)
-        if not evidence or max(e.similarity for e in evidence) < self.min_score(question):
+        if not self.relevant(question, evidence):
             yield refusal(question, timings)
             return
         if self.llm is None:
@@ -190,8 +190,13 @@ class Answerer:
         close = [e for e in evidence if e.score >= best - self.settings.evidence_margin]
         return close[: self.settings.evidence_sentences]
 
-    def min_score(self, question: str) -> float:
-        return self.settings.min_evidence_score(korean=is_korean(question))
+    def relevant(self, question: str, evidence: list[Evidence]) -> bool:
+        """Whether any evidence sentence clears the cut-off for its pair of scripts (question, sentence)."""
+        korean = is_korean(question)
+        return any(
+            e.similarity >= self.settings.min_evidence_score(korean, evidence_korean=is_korean(e.text))
+            for e in evidence
+        )
 
     def _extractive(self, evidence: list[Evidence], timings: dict[str, float]) -> Answer:
         # every sentence as good as the best (within the margin) is quoted, up to a cap: when the scores are

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,14 +18,25 @@ from rag.errors import ConfigurationError
 
 LLMBackendName = Literal["local", "openai", "none"]
 DEFAULT_EMBEDDING = "multilingual-e5-small"
-# Refusal cut-offs (Korean questions, other questions) per embedding model: each model has its own similarity
-# scale, so one number cannot serve both. Korean: the best cut-off of `python -m eval bench-refusal` (KorQuAD).
-# Other: below that benchmark's best (its English "questions" are full translations, closer to their twin
-# than a question is to its answer), set between the sample article's answerable English questions and
-# unrelated ones (README, "Refusal thresholds").
-MEASURED_EVIDENCE_THRESHOLDS: dict[str, tuple[float, float]] = {
-    DEFAULT_EMBEDDING: (0.85, 0.745),
-    "embeddinggemma-300m": (0.44, 0.35),
+
+
+class RefusalThresholds(NamedTuple):
+    """Cut-offs on the best evidence sentence's similarity, by the scripts of question and evidence: a model
+    scores a question against text in its own language higher than against a translation, so one number
+    refuses too little in one case or too much in the other."""
+
+    korean: float  # Korean question, Korean evidence: the best cut-off of `eval bench-refusal` (KorQuAD)
+    other: float  # across scripts (English question, Korean evidence, or the reverse)
+    english: float  # question and evidence without Hangul (English over English)
+
+
+# Per embedding model (each has its own similarity scale). `other`: below bench-refusal's best (its English
+# "questions" are full translations, closer to their twin than a question is to its answer), set between the
+# sample article's answerable English questions and unrelated ones. `english`: the best cut-off for 20
+# answerable and 20 unrelated hand-written questions over the FOMC statements (README, "Refusal thresholds").
+MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
+    DEFAULT_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
+    "embeddinggemma-300m": RefusalThresholds(korean=0.44, other=0.35, english=0.44),
 }
 
 
@@ -154,13 +165,29 @@ class AnswerSettings(BaseModel):
         None,
         ge=0,
         le=1,
-        description="The same for questions with no Hangul (e.g. English over Korean text: cross-lingual "
-        "similarities run lower).",
+        description="The same across scripts: a question with no Hangul over Korean evidence, or a Korean "
+        "question over English evidence (cross-lingual similarities run lower).",
+    )
+    min_evidence_score_english: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The same when neither the question nor the evidence sentence has Hangul (English over "
+        "English text, where similarities run higher than across languages).",
     )
 
-    def min_evidence_score(self, korean: bool) -> float:
-        value = self.min_evidence_score_korean if korean else self.min_evidence_score_other
-        return value if value is not None else MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING][0 if korean else 1]
+    def min_evidence_score(self, korean: bool, evidence_korean: bool | None = None) -> float:
+        """The cut-off for a question (Korean or not) against evidence (Korean or not; by default in the
+        question's own script for a Korean question, Korean for any other)."""
+        evidence_korean = True if evidence_korean is None else evidence_korean
+        measured = MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING]
+        if korean and evidence_korean:
+            value, default = self.min_evidence_score_korean, measured.korean
+        elif not korean and not evidence_korean:
+            value, default = self.min_evidence_score_english, measured.english
+        else:
+            value, default = self.min_evidence_score_other, measured.other
+        return value if value is not None else default
 
     max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
     context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")
@@ -224,21 +251,21 @@ class Settings(BaseSettings):
         """`answer` with unset refusal cut-offs taken from the values measured for the embedding model; a model
         never measured keeps e5's, with a hint to measure its own."""
         answer = self.answer
-        if answer.min_evidence_score_korean is not None and answer.min_evidence_score_other is not None:
+        fields = ("min_evidence_score_korean", "min_evidence_score_other", "min_evidence_score_english")
+        if all(getattr(answer, name) is not None for name in fields):
             return answer
         model = Path(self.models.embedding).name
         if model not in MEASURED_EVIDENCE_THRESHOLDS and model != "fake":
             logging.getLogger(__name__).warning(
                 "no refusal thresholds measured for embedding model %s; using %s's. Measure them with "
-                "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER",
+                "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER / _ENGLISH",
                 model,
                 DEFAULT_EMBEDDING,
             )
-        korean, other = MEASURED_EVIDENCE_THRESHOLDS.get(model, MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING])
-        if answer.min_evidence_score_korean is None:
-            answer = answer.model_copy(update={"min_evidence_score_korean": korean})
-        if answer.min_evidence_score_other is None:
-            answer = answer.model_copy(update={"min_evidence_score_other": other})
+        measured = MEASURED_EVIDENCE_THRESHOLDS.get(model, MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING])
+        for name, value in zip(fields, (measured.korean, measured.other, measured.english), strict=True):
+            if getattr(answer, name) is None:
+                answer = answer.model_copy(update={name: value})
         return answer
 
     def embedding_model_location(self) -> str:

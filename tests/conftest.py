@@ -51,7 +51,12 @@ def make_settings(tmp_path: Path, **changes: object) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # the fake embedder's similarities are on another scale than e5's
-    return make_settings(tmp_path, answer=AnswerSettings(min_evidence_score_korean=0.05, min_evidence_score_other=0.05))
+    return make_settings(
+        tmp_path,
+        answer=AnswerSettings(
+            min_evidence_score_korean=0.05, min_evidence_score_other=0.05, min_evidence_score_english=0.05
+        ),
+    )
 
 
 @pytest.fixture

@@ -109,7 +109,9 @@ def test_model_refusal_sentinel_gives_refused_answer(settings_wide: Settings) ->
 
 
 def test_nothing_relevant_is_refused_without_calling_the_model(settings: Settings) -> None:
-    strict = settings.answer.model_copy(update={"min_evidence_score_other": 0.99, "min_evidence_score_korean": 0.99})
+    strict = settings.answer.model_copy(
+        update={"min_evidence_score_other": 0.99, "min_evidence_score_korean": 0.99, "min_evidence_score_english": 0.99}
+    )
     llm = ScriptedLLM("should not be called")
     for service in _service(settings.model_copy(update={"answer": strict}), llm):
         answer = service.answer("completely unrelated question about volcanoes")
@@ -167,3 +169,34 @@ def test_streaming_yields_text_then_the_final_answer(settings_wide: Settings) ->
         assert all(isinstance(e, str) for e in events[:-1]) and len(events) > 2
         assert isinstance(events[-1], Answer) and events[-1].citations
         assert "first_token" in events[-1].timings_ms
+
+
+def test_the_refusal_cut_off_follows_the_scripts_of_question_and_sentence() -> None:
+    # e5 scores English over English text higher than English over Korean: 0.77 is a strong match across
+    # languages but an unrelated one within English (measured over the FOMC statements)
+    from rag.answer import Answerer, Evidence
+    from rag.config import AnswerSettings, RefusalThresholds
+    from rag.types import Chunk, Hit
+
+    thresholds = RefusalThresholds(korean=0.85, other=0.745, english=0.80)
+    answerer = Answerer(
+        selector=None,  # type: ignore[arg-type]  # relevant() looks only at the evidence it is given
+        settings=AnswerSettings(
+            min_evidence_score_korean=thresholds.korean,
+            min_evidence_score_other=thresholds.other,
+            min_evidence_score_english=thresholds.english,
+        ),
+        llm=None,
+        analyzer=None,  # type: ignore[arg-type]
+    )
+
+    def evidence(text: str, similarity: float) -> Evidence:
+        chunk = Chunk(article_id="a", index=0, text=text, start=0, end=len(text), sentences=[])
+        return Evidence(Hit(chunk=chunk, score=1.0), 0, len(text), text, similarity, similarity)
+
+    korean_sentence = evidence("이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다.", 0.77)
+    english_sentence = evidence("The Committee decided to keep the target range unchanged.", 0.77)
+    assert answerer.relevant("Who co-chairs the alliance?", [korean_sentence])
+    assert not answerer.relevant("What is the capital of France?", [english_sentence])
+    assert answerer.relevant("What is the capital of France?", [english_sentence, korean_sentence])
+    assert not answerer.relevant("공동의장사는?", [korean_sentence])  # Korean over Korean: 0.85
