@@ -478,8 +478,9 @@ def _load_jsonl_file(path: Path, _columns: CsvColumns) -> Iterator[Article | Loa
     origin = str(path)
     seen: dict[str, int] = {}
     records = 0
-    encoding = _sniff_jsonl_encoding(path)
-    with path.open("rb") as handle:
+    wide = _wide_unicode(path)
+    encoding = "utf-8" if wide is not None else _sniff_jsonl_encoding(path)
+    with io.BytesIO(wide) if wide is not None else path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
@@ -505,6 +506,20 @@ def _validation_reason(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]) or "record"
     return f"field '{field}' is invalid: {error['msg']}"
+
+
+def _wide_unicode(path: Path) -> bytes | None:
+    """A UTF-16/32 file (it starts with its BOM; Windows tools write them) re-encoded as UTF-8, else None:
+    its lines cannot be split on the byte b"\\n" as they come."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    for bom, encoding in _BOMS:
+        if encoding != "utf-8" and head.startswith(bom):
+            try:
+                return path.read_bytes()[len(bom) :].decode(encoding).encode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DocumentError(f"not valid {encoding.upper()} text; save the file as UTF-8") from exc
+    return None
 
 
 def _sniff_jsonl_encoding(path: Path) -> str:

@@ -527,3 +527,12 @@ def test_a_pdf_without_pages_says_so(tmp_path: Path) -> None:
     with path.open("wb") as handle:
         PdfWriter().write(handle)
     assert only_failure(path).reason == "the PDF has no pages"
+
+
+def test_a_utf16_jsonl_with_its_bom_loads_line_by_line(tmp_path: Path) -> None:
+    lines = ['{"id": "a", "text": "정부는 새 정책을 발표했다."}', "{broken", '{"id": "b", "text": "Rail news."}']
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes("\r\n".join(lines).encode("utf-16"))  # BOM + UTF-16 LE, as Windows tools save it
+    items = list(load_file(path))
+    assert [i.id for i in items if isinstance(i, Article)] == ["a", "b"]
+    assert [i.path for i in items if isinstance(i, LoadFailure)] == [f"{path}:2"]
