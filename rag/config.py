@@ -36,7 +36,7 @@ class RefusalThresholds(NamedTuple):
 # answerable and 20 unrelated hand-written questions over the FOMC statements (README, "Refusal thresholds").
 MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
     DEFAULT_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
-    "embeddinggemma-300m": RefusalThresholds(korean=0.44, other=0.35, english=0.44),
+    "embeddinggemma-300m": RefusalThresholds(korean=0.44, other=0.35, english=0.31),
 }
 
 
