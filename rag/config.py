@@ -32,8 +32,9 @@ class RefusalThresholds(NamedTuple):
 
 # Per embedding model (each has its own similarity scale). `other`: below bench-refusal's best (its English
 # "questions" are full translations, closer to their twin than a question is to its answer), set between the
-# sample article's answerable English questions and unrelated ones. `english`: the best cut-off for 20
-# answerable and 20 unrelated hand-written questions over the FOMC statements (README, "Refusal thresholds").
+# sample article's answerable English questions and unrelated ones. `english`: from 20 answerable and 20
+# unrelated hand-written questions over the FOMC statements: e5's best cut-off; EmbeddingGemma separates them
+# completely and gets the midpoint (README, "Refusal thresholds").
 MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
     DEFAULT_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
     "embeddinggemma-300m": RefusalThresholds(korean=0.44, other=0.35, english=0.31),
