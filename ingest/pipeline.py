@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +20,10 @@ from typing import Any
 
 from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedding_text
 from ingest.loaders import CsvColumns, LoadFailure, iter_documents
-from rag.embeddings import Embedder
+from rag.embeddings import Embedder, Matrix
 from rag.errors import RagError
 from rag.service import RagService
-from rag.sparse import SparseEncoder
+from rag.sparse import SparseEncoder, SparseVector
 from rag.store import QdrantStore
 from rag.types import Article, Chunk, without_surrogates
 
@@ -184,30 +183,21 @@ class Ingestor:
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
     def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
+        """Embed the group's chunks together, then store article by article."""
         if not pending:
             return
         try:
-            self._write(pending, report)
-        except Exception:
-            if len(pending) == 1:
-                entry = pending[0]
-                logger.warning("could not embed %s", entry.article.origin or entry.article.id, exc_info=True)
-                report.failed.append(
-                    LoadFailure(entry.article.origin or entry.article.id, _unexpected(sys.exc_info()[1]))
-                )
+            dense, sparse = self._vectors(pending, report)
+        except Exception as exc:
+            if len(pending) > 1:
+                # something in the group broke embedding: retry article by article so only that one fails
+                for entry in pending:
+                    self._flush([entry], report)
                 return
-            # something in the group broke embedding: retry article by article so only that one fails
-            for entry in pending:
-                self._flush([entry], report)
-
-    def _write(self, pending: list[_Pending], report: IngestReport) -> None:
-        """Embed the group's chunks together, then store article by article."""
-        chunks = [chunk for entry in pending for chunk in entry.chunks]
-        texts = [embedding_text(chunk) for chunk in chunks]
-        started = time.perf_counter()
-        dense = self.embedder.embed_documents(texts)
-        report.embedding_seconds += time.perf_counter() - started
-        sparse = [self.sparse.encode_document(text) for text in texts]
+            entry = pending[0]
+            logger.warning("could not embed %s", entry.article.origin or entry.article.id, exc_info=True)
+            report.failed.append(LoadFailure(entry.article.origin or entry.article.id, _unexpected(exc)))
+            return
         offset = 0
         for entry in pending:
             count = len(entry.chunks)
@@ -230,6 +220,13 @@ class Ingestor:
             else:
                 report.added += 1
 
+    def _vectors(self, pending: list[_Pending], report: IngestReport) -> tuple[Matrix, list[SparseVector]]:
+        texts = [embedding_text(chunk) for entry in pending for chunk in entry.chunks]
+        started = time.perf_counter()
+        dense = self.embedder.embed_documents(texts)
+        report.embedding_seconds += time.perf_counter() - started
+        return dense, [self.sparse.encode_document(text) for text in texts]
+
     def _delete_vanished(
         self, paths: Sequence[Path], known: dict[str, Any], seen: set[str], failed_origins: set[str]
     ) -> int:
@@ -246,19 +243,12 @@ class Ingestor:
 
 
 def _with_absolute_origin(article: Article) -> Article:
-    """The origin as an absolute path, so `--sync` from another working folder compares the same files
-    (a relative "docs/a.txt" stored from one folder once made a sync from another delete it)."""
-    origin = article.origin
-    if not origin:
+    """The origin (the file an article came from) as an absolute path, so `--sync` from another working
+    folder compares the same files (a relative "docs/a.txt" stored from one folder once made a sync from
+    another delete it)."""
+    if not article.origin:
         return article
-    path, _, line = origin.rpartition(":") if _is_line_reference(origin) else (origin, "", "")
-    absolute = str(Path(path).absolute())
-    return article.model_copy(update={"origin": f"{absolute}:{line}" if line else absolute})
-
-
-def _is_line_reference(origin: str) -> bool:
-    head, _, tail = origin.rpartition(":")
-    return bool(head) and tail.isdigit() and not Path(origin).exists()
+    return article.model_copy(update={"origin": str(Path(article.origin).absolute())})
 
 
 def _unexpected(exc: BaseException | None) -> str:
