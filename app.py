@@ -17,7 +17,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from fastapi import FastAPI, Request, UploadFile  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
@@ -31,6 +31,9 @@ from rag.errors import InputError, RagError  # noqa: E402
 from rag.http_guard import ApiGuard, BodyTooLarge, error_body, safe_upload_name  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
 
 logger = logging.getLogger("app")
 
@@ -206,7 +209,7 @@ def _save_upload(upload: UploadFile, target: Path) -> Path:
     return target
 
 
-def _remove_rejected(report: Any, paths: list[Path]) -> None:
+def _remove_rejected(report: IngestReport, paths: list[Path]) -> None:
     """A file that failed as a whole (binary, unsupported, empty) is not kept: the report names it, and a
     folder of rejects would only grow. Files with some bad lines keep their good ones ingested, so stay."""
     rejected = {failure.path for failure in report.failed}
@@ -231,10 +234,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             code = "invalid_request"
             message = "the request body could not be read; send UTF-8 JSON (multipart/form-data for /v1/ingest)"
         return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(error_body("payload_too_large", exc.message), status_code=413)
 
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
