@@ -26,6 +26,7 @@ __all__ = [
     "CorpusDocument",
     "Question",
     "detect_format",
+    "group_into_stories",
     "load_eval_set",
     "load_parallel",
     "load_squad",
@@ -379,6 +380,28 @@ def load_parallel(
         for line_no, ko, en in pairs
     ]
     return documents, questions
+
+
+def group_into_stories(
+    documents: Sequence[CorpusDocument], questions: Sequence[Question], size: int
+) -> tuple[list[CorpusDocument], list[Question]]:
+    """Consecutive documents joined `size` at a time into one ("story-{n}", n from 1), and the questions
+    pointed at the stories holding their documents: an article-level test from a line-aligned corpus (the
+    parallel news corpus runs story by story, so a window of lines is mostly one story)."""
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    story_of: dict[str, str] = {}
+    stories: list[CorpusDocument] = []
+    for start in range(0, len(documents), size):
+        members = documents[start : start + size]
+        story_id = f"story-{len(stories) + 1}"
+        story_of.update((d.id, story_id) for d in members)
+        stories.append(CorpusDocument(id=story_id, text="\n".join(d.text for d in members), source=members[0].source))
+    grouped = [
+        q.model_copy(update={"relevant_doc_ids": list(dict.fromkeys(story_of[d] for d in q.relevant_doc_ids))})
+        for q in questions
+    ]
+    return stories, grouped
 
 
 def _read_lines(path: PathLike) -> list[str]:

@@ -26,8 +26,7 @@ from typing import Any, Literal, Protocol
 
 from eval import metrics as m
 from eval.datasets import CorpusDocument, Question, load_eval_set, sample_questions
-from ingest.chunking import CHUNKER_VERSION
-from ingest.pipeline import IngestReport, build_ingestor
+from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
 from rag.embeddings import Embedder
 from rag.errors import ConfigurationError, InputError
@@ -123,7 +122,7 @@ def open_eval_collection(
     one client per folder) and the app's folder is never opened.
     """
     probe = RagService(settings, embedder=embedder)  # only its embedder is used; the store is never opened
-    fingerprint = f"{probe.collection_spec().fingerprint}|{CHUNKER_VERSION}"
+    fingerprint = content_fingerprint(probe)
     name = "eval-" + hashlib.sha256(f"{content_key}|{fingerprint}".encode()).hexdigest()[:16]
     own = settings.model_copy(update={"collection": name, "qdrant": local_store(settings, Path(cache_dir) / name)})
     return RagService(own, embedder=probe.embedder)
@@ -188,7 +187,7 @@ def settings_fingerprint(service: RagService, mode: AnswerMode, top_k: int | Non
     """Short hash of everything that shapes results: vectors, retrieval, answering, mode."""
     settings = service.settings
     material = {
-        "vectors": f"{service.collection_spec().fingerprint}|{CHUNKER_VERSION}",
+        "vectors": content_fingerprint(service),
         "retrieval": settings.retrieval.model_dump(mode="json"),
         "answer": settings.answer_settings().model_dump(mode="json"),
         "llm": [settings.llm.backend, settings.llm.temperature, settings.models.llm_file, settings.openai.model],

@@ -23,7 +23,7 @@ from ingest.loaders import CsvColumns, LoadFailure, iter_documents
 from rag.embeddings import Embedder, Matrix
 from rag.errors import RagError
 from rag.service import RagService
-from rag.sparse import SparseEncoder, SparseVector
+from rag.sparse import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
 from rag.store import QdrantStore
 from rag.types import Article, Chunk, without_surrogates
 
@@ -221,11 +221,11 @@ class Ingestor:
                 report.added += 1
 
     def _vectors(self, pending: list[_Pending], report: IngestReport) -> tuple[Matrix, list[SparseVector]]:
-        texts = [embedding_text(chunk) for entry in pending for chunk in entry.chunks]
+        per_article = [[embedding_text(chunk) for chunk in entry.chunks] for entry in pending]
         started = time.perf_counter()
-        dense = self.embedder.embed_documents(texts)
+        dense = self.embedder.embed_documents([text for texts in per_article for text in texts])
         report.embedding_seconds += time.perf_counter() - started
-        return dense, [self.sparse.encode_document(text) for text in texts]
+        return dense, [vector for texts in per_article for vector in self.sparse.encode_article(texts)]
 
     def _delete_vanished(
         self, paths: Sequence[Path], known: dict[str, Any], seen: set[str], failed_origins: set[str]
@@ -271,7 +271,13 @@ def _is_within(path: Path, root: Path) -> bool:
 
 def build_ingestor(service: RagService) -> Ingestor:
     """An Ingestor writing into the service's collection (created on first use)."""
-    spec = service.open_for_writing()
+    service.open_for_writing()
     chunking = service.settings.chunking
     plan = ChunkingPlan(max_tokens=chunking.max_tokens, overlap_sentences=chunking.overlap_sentences)
-    return Ingestor(service.store, service.embedder, service.sparse, plan, f"{spec.fingerprint}|{CHUNKER_VERSION}")
+    return Ingestor(service.store, service.embedder, service.sparse, plan, content_fingerprint(service))
+
+
+def content_fingerprint(service: RagService) -> str:
+    """Everything that shapes an article's stored points: the collection's vector settings, the chunker and
+    the keyword terms added since (an article whose points another version made is re-ingested)."""
+    return f"{service.collection_spec().fingerprint}|{CHUNKER_VERSION}|{SOUND_KEYS_VERSION}"

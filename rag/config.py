@@ -126,6 +126,13 @@ class RetrievalSettings(BaseModel):
         "mostly lacks (English over Korean articles); 0 turns it off. Measured on English questions over "
         "Korean news: dense alone recall@1 0.825, with the keyword side at 0.3 (rrf) only 0.539.",
     )
+    sparse_weight_sound: float = Field(
+        0.5,
+        ge=0,
+        description="Weight of the sound-key side for questions without Hangul whose keywords the collection "
+        "mostly lacks: their words' transliteration keys against the borrowed nouns of Korean articles "
+        "(alliance ↔ 얼라이언스, rag/transliteration.py); 0 turns it off. See the README for the measurement.",
+    )
     keyword_coverage: float = Field(
         0.6,
         ge=0,

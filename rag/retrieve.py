@@ -5,6 +5,8 @@ Korean articles matches almost nothing by keywords, and fusing that noise pushes
 English question over English articles, or any Korean question, gains from it. The test is cheap: is the
 question in Hangul, or does one chunk hold most of its keywords? (Per chunk: Korean news is sprinkled with
 English words, so "smart", "city" and "alliance" each occur somewhere without any English text about them.)
+An English question that fails the test searches by sound instead: its words' transliteration keys against
+the borrowed nouns of Korean articles ("alliance" finds 얼라이언스; rag/transliteration.py), at a lower weight.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embeddings import Embedder
-from rag.sparse import SparseEncoder, hangul_share
+from rag.sparse import SparseEncoder, SparseVector, hangul_share
 from rag.store import QdrantStore
 from rag.types import Hit, SearchFilters
 
@@ -41,13 +43,25 @@ class Retriever:
     ) -> None:
         self.store, self.embedder, self.sparse, self.settings = store, embedder, sparse, settings
 
-    def sparse_weight_for(self, question: str) -> float:
+    def keyword_sides_for(self, question: str) -> list[tuple[SparseVector, float]]:
+        """The keyword queries and their fusion weights: the question's own terms when they can match (a Korean
+        question, or one chunk holds most of its words); otherwise its terms at the `other` weight (0 by
+        default) and the sound keys of its words at the `sound` weight. Sides weighted 0 are left out."""
+        settings = self.settings
+        if self.keywords_match(question):
+            sides = [(self.sparse.encode_query(question), settings.sparse_weight_korean)]
+        else:
+            sides = [
+                (self.sparse.encode_query(question), settings.sparse_weight_other),
+                (self.sparse.encode_sound_query(question), settings.sparse_weight_sound),
+            ]
+        return [(query, weight) for query, weight in sides if weight > 0]
+
+    def keywords_match(self, question: str) -> bool:
         if hangul_share(question) >= KOREAN_QUERY_SHARE:
-            return self.settings.sparse_weight_korean
+            return True
         coverage = self.store.keyword_coverage(self.sparse.word_term_ids(question))
-        if coverage is not None and coverage >= self.settings.keyword_coverage:
-            return self.settings.sparse_weight_korean
-        return self.settings.sparse_weight_other
+        return coverage is not None and coverage >= self.settings.keyword_coverage
 
     def retrieve(
         self,
@@ -70,16 +84,14 @@ class Retriever:
         elif mode == "sparse":
             raw = self.store.search_sparse(self.sparse.encode_query(question), limit=limit, filters=filters)
         else:
-            sparse_query = self.sparse.encode_query(question)
             raw = self.store.search(
                 dense_query,
-                sparse_query,
+                self.keyword_sides_for(question),
                 limit=limit,
                 candidates=self.settings.candidates,
                 fusion=self.settings.fusion,
                 rrf_k=self.settings.rrf_k,
                 dense_weight=self.settings.dense_weight,
-                sparse_weight=self.sparse_weight_for(question),
                 filters=filters,
             )
         timings["search"] = _ms_since(started)

@@ -236,55 +236,52 @@ class QdrantStore:
     def search(
         self,
         dense_query: np.ndarray,
-        sparse_query: SparseVector | None,
+        keyword_sides: Sequence[tuple[SparseVector, float]],
         *,
         limit: int,
         candidates: int,
         fusion: FusionMethod = "dbsf",
         rrf_k: int = RRF_K,
         dense_weight: float = 1.0,
-        sparse_weight: float = 1.0,
         filters: SearchFilters | None = None,
     ) -> list[Hit]:
-        """Hybrid search: dense and keyword candidates fused by DBSF or weighted RRF.
+        """Hybrid search: dense candidates and those of each keyword query (with its weight) fused by DBSF or
+        weighted RRF.
 
-        A side with weight 0 is left out. DBSF (Qdrant's distribution-based score fusion) has no weights
-        of its own: a side with weight w counts round(w) times (at least once). Each hit also carries the
-        cosine similarity of its dense vector to the query, which the answer layer uses to judge whether
-        anything relevant was found at all.
+        A side with weight 0 (or an empty keyword query) is left out. DBSF (Qdrant's distribution-based score
+        fusion) has no weights of its own: each side is listed in proportion to its weight (see _repeats).
+        Each hit also carries the cosine similarity of its dense vector to the query, which the answer layer
+        uses to judge whether anything relevant was found at all.
         """
-        use_sparse = sparse_query is not None and not sparse_query.is_empty() and sparse_weight > 0
-        use_dense = dense_weight > 0 or not use_sparse
+        keyword_sides = [(query, weight) for query, weight in keyword_sides if weight > 0 and not query.is_empty()]
+        use_dense = dense_weight > 0 or not keyword_sides
+        weights = [dense_weight] * use_dense + [weight for _, weight in keyword_sides]
         if self._in_process:
             return self._search_in_process(
                 dense_query,
-                sparse_query if use_sparse else None,
+                keyword_sides,
                 use_dense=use_dense,
                 limit=limit,
                 candidates=candidates,
                 fusion=fusion,
                 rrf_k=rrf_k,
-                weights=(dense_weight, sparse_weight),
+                weights=weights,
                 filters=filters,
             )
         m = self._m
         query_filter = _build_filter(m, filters)
         prefetch = []
-        weights = []
         if use_dense:
             dense_prefetch = m.Prefetch(query=dense_query.tolist(), using=DENSE, limit=candidates, filter=query_filter)
-            prefetch += [dense_prefetch] * _repeats(fusion, dense_weight)
-            weights.append(dense_weight)
-        if use_sparse:
-            assert sparse_query is not None
+            prefetch += [dense_prefetch] * _repeats(fusion, dense_weight, weights)
+        for sparse_query, weight in keyword_sides:
             sparse_prefetch = m.Prefetch(
                 query=m.SparseVector(indices=sparse_query.indices, values=sparse_query.values),
                 using=SPARSE,
                 limit=candidates,
                 filter=query_filter,
             )
-            prefetch += [sparse_prefetch] * _repeats(fusion, sparse_weight)
-            weights.append(sparse_weight)
+            prefetch += [sparse_prefetch] * _repeats(fusion, weight, weights)
         query = (
             m.FusionQuery(fusion=m.Fusion.DBSF) if fusion == "dbsf" else m.RrfQuery(rrf=m.Rrf(k=rrf_k, weights=weights))
         )
@@ -349,14 +346,14 @@ class QdrantStore:
     def _search_in_process(
         self,
         dense_query: np.ndarray,
-        sparse_query: SparseVector | None,
+        keyword_sides: Sequence[tuple[SparseVector, float]],
         *,
         use_dense: bool,
         limit: int,
         candidates: int,
         fusion: FusionMethod,
         rrf_k: int,
-        weights: tuple[float, float],
+        weights: Sequence[float],
         filters: SearchFilters | None,
     ) -> list[Hit]:
         from qdrant_client.hybrid.fusion import distribution_based_score_fusion, reciprocal_rank_fusion
@@ -364,23 +361,20 @@ class QdrantStore:
         index = self._local_index()
         mask = index.mask(filters)
         sides: list[list[tuple[str, float]]] = []
-        side_weights: list[float] = []
         if use_dense:
             sides.append(index.dense_top(dense_query, candidates, mask))
-            side_weights.append(weights[0])
-        if sparse_query is not None:
+        for sparse_query, _ in keyword_sides:
             sides.append(index.sparse_top(sparse_query.indices, sparse_query.values, candidates, mask))
-            side_weights.append(weights[1])
         # fresh point objects per list: qdrant-client's DBSF normalises the scores in place
         responses = [
             [self._m.ScoredPoint(id=pid, version=0, score=score) for pid, score in side]
-            for side, weight in zip(sides, side_weights, strict=True)
-            for _ in range(_repeats(fusion, weight))
+            for side, weight in zip(sides, weights, strict=True)
+            for _ in range(_repeats(fusion, weight, weights))
         ]
         if fusion == "dbsf":
             fused = distribution_based_score_fusion(responses, limit=limit)
         else:
-            fused = reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=rrf_k, weights=side_weights)
+            fused = reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=rrf_k, weights=list(weights))
         return self._hits([(str(point.id), float(point.score)) for point in fused], dense_query)
 
     def _hits(self, ranked: list[tuple[str, float]], dense_query: np.ndarray | None) -> list[Hit]:
@@ -446,13 +440,25 @@ class QdrantStore:
 # ---- helpers -----------------------------------------------------------------------------------------
 
 
-def _repeats(fusion: FusionMethod, weight: float) -> int:
+MAX_LISTINGS = 8  # each listing of a side is one more prefetch on a server
+
+
+def _repeats(fusion: FusionMethod, weight: float, weights: Sequence[float]) -> int:
     """How often a side is listed for fusion. Qdrant's DBSF sums the normalised scores of its prefetches and
-    takes no weights, so an integer weight is expressed by listing a side that many times (on a server and
-    in process alike); RRF takes real weights, so each side is listed once."""
+    takes no weights, so weights are expressed by listing each side in proportion, as the smallest whole
+    numbers that keep the ratios, no side more than MAX_LISTINGS times (else the ratios are rounded), on a
+    server and in process alike: 1 and 2 → once and twice; 1 and 0.5 → twice and once; 1 and 0.75 → four and
+    three times. RRF takes real weights, so each side is listed once."""
     if fusion != "dbsf":
         return 1
-    return max(1, round(weight))
+    lightest = min((w for w in weights if w > 0), default=1.0)
+    ratios = [w / lightest for w in weights if w > 0]
+    exact = (
+        m
+        for m in range(1, MAX_LISTINGS + 1)
+        if all(abs(r * m - round(r * m)) < 0.05 and round(r * m) <= MAX_LISTINGS for r in ratios)
+    )
+    return min(MAX_LISTINGS, max(1, round(weight / lightest * next(exact, 1))))
 
 
 def _connect(settings: QdrantSettings) -> Any:

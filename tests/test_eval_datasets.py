@@ -13,6 +13,7 @@ from eval.datasets import (
     CorpusDocument,
     Question,
     detect_format,
+    group_into_stories,
     load_eval_set,
     load_parallel,
     load_squad,
@@ -309,6 +310,23 @@ def test_load_parallel_limit(tmp_path: Path) -> None:
     assert load_parallel(ko, en, limit=0) == ([], [])
     with pytest.raises(ValueError, match="must not be negative"):
         load_parallel(ko, en, limit=-1)
+
+
+def test_group_into_stories_joins_consecutive_lines_and_repoints_questions(tmp_path: Path) -> None:
+    ko = _write_lines(tmp_path / "p.ko", ["가.", "나.", "다.", "라.", "가."])
+    en = _write_lines(tmp_path / "p.en", ["A.", "B.", "C.", "D.", "E."])
+    stories, questions = group_into_stories(*load_parallel(ko, en), size=2)
+    assert [(s.id, s.text) for s in stories] == [("story-1", "가.\n나."), ("story-2", "다.\n라."), ("story-3", "가.")]
+    # "가." is in stories 1 and 3: either holds the twin
+    assert [q.relevant_doc_ids for q in questions] == [
+        ["story-1", "story-3"],
+        ["story-1"],
+        ["story-2"],
+        ["story-2"],
+        ["story-3", "story-1"],
+    ]
+    with pytest.raises(ValueError, match="at least 1"):
+        group_into_stories([], [], size=0)
 
 
 def test_load_parallel_rejects_misaligned_files(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ QUERIES = [
     "위키뉴스 기자 인터뷰",
     "economic activity labor market",
     "코로나19 확진자 방역",
+    "smart city internet platform computer",  # sound keys meet Korean loanwords
 ]
 
 
@@ -66,14 +67,19 @@ def _rankings(
         for query in QUERIES:
             dense = service.embedder.embed_query(query)
             sparse = service.sparse.encode_query(query)
+            sound = service.sparse.encode_sound_query(query)
             for hits in (
                 store.search_dense(dense, limit=10, filters=filters),
                 store.search_sparse(sparse, limit=10, filters=filters),
-                store.search(dense, sparse, limit=10, candidates=20, fusion="dbsf", filters=filters),
-                store.search(dense, sparse, limit=10, candidates=20, fusion="dbsf", sparse_weight=2.0, filters=filters),
+                store.search(dense, [(sparse, 1.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                # a fractional weight: the dense side is listed twice, the keyword side once
+                store.search(dense, [(sparse, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                # two keyword sides (a question's terms and its sound keys)
                 store.search(
-                    dense, sparse, limit=10, candidates=20, fusion="rrf", rrf_k=5, sparse_weight=2.0, filters=filters
+                    dense, [(sparse, 1.0), (sound, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters
                 ),
+                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="rrf", rrf_k=5, filters=filters),
             ):
                 out.append([(h.chunk.id, round(h.score, 4)) for h in hits])
         return out
@@ -173,3 +179,14 @@ def test_empty_index_answers_nothing(tmp_path: Path) -> None:
     index = InProcessIndex([], 4)
     assert index.dense_top(np.ones(4, dtype=np.float32), 5) == []
     assert index.sparse_top([1], [1.0], 5) == []
+
+
+@pytest.mark.parametrize(
+    ("weights", "listings"),
+    [((1, 2), [1, 2]), ((1, 0.5), [2, 1]), ((1, 0.75), [4, 3]), ((1, 0.5, 0.5), [2, 1, 1]), ((1, 0.1), [8, 1])],
+)
+def test_dbsf_weights_become_listings_in_proportion(weights: tuple[float, ...], listings: list[int]) -> None:
+    from rag.store import _repeats
+
+    assert [_repeats("dbsf", w, weights) for w in weights] == listings
+    assert [_repeats("rrf", w, weights) for w in weights] == [1] * len(weights)  # RRF takes real weights

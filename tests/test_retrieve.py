@@ -1,4 +1,5 @@
-"""Whether the keyword side takes part: by the question's script, then by what the collection knows."""
+"""Which keyword side takes part: the question's own terms (by its script, then by what the collection knows),
+else the sound keys of its words at the lower weight."""
 
 from __future__ import annotations
 
@@ -18,31 +19,42 @@ ENGLISH = Article(
 
 
 def _weights(service: RagService) -> RetrievalSettings:
-    return service.settings.retrieval.model_copy(update={"sparse_weight_korean": 2.0, "sparse_weight_other": 0.0})
+    return service.settings.retrieval.model_copy(
+        update={"sparse_weight_korean": 2.0, "sparse_weight_other": 0.0, "sparse_weight_sound": 0.5}
+    )
+
+
+def _side(service: RagService, question: str) -> tuple[str, float]:
+    """Which keyword query the retriever builds for `question` ("terms" or "sound"), and its weight."""
+    [(vector, weight)] = service.retriever.keyword_sides_for(question)
+    if vector == service.sparse.encode_query(question):
+        return "terms", weight
+    assert vector == service.sparse.encode_sound_query(question)
+    return "sound", weight
 
 
 def test_hangul_questions_always_get_the_keyword_side(fake_service: RagService) -> None:
     build_ingestor(fake_service).ingest_articles([ENGLISH])
     retriever = fake_service.retriever
     retriever.settings = _weights(fake_service)
-    assert retriever.sparse_weight_for("철도 안전 대책은?") == 2.0
+    assert _side(fake_service, "철도 안전 대책은?") == ("terms", 2.0)
 
 
-def test_english_question_over_korean_articles_is_searched_densely(fake_service: RagService) -> None:
+def test_english_question_over_korean_articles_is_searched_by_sound(fake_service: RagService) -> None:
     build_ingestor(fake_service).ingest_articles([KOREAN])
     retriever = fake_service.retriever
     retriever.settings = _weights(fake_service)
-    assert retriever.sparse_weight_for("What did the ministry announce about railway safety?") == 0.0
+    assert _side(fake_service, "What did the ministry announce about railway safety?") == ("sound", 0.5)
     # a year is script-neutral: it occurs in the Korean article but does not make the question Korean
-    assert retriever.sparse_weight_for("What happened in 2024?") == 0.0
+    assert _side(fake_service, "What happened in 2024?") == ("sound", 0.5)
 
 
 def test_english_question_over_english_articles_gets_the_keyword_side(fake_service: RagService) -> None:
     build_ingestor(fake_service).ingest_articles([KOREAN, ENGLISH])
     retriever = fake_service.retriever
     retriever.settings = _weights(fake_service)
-    assert retriever.sparse_weight_for("Did the Committee raise the federal funds rate?") == 2.0
-    assert retriever.sparse_weight_for("Who co-chairs the alliance?") == 0.0
+    assert _side(fake_service, "Did the Committee raise the federal funds rate?") == ("terms", 2.0)
+    assert _side(fake_service, "Who co-chairs the alliance?") == ("sound", 0.5)
     hits = retriever.retrieve("Did the Committee raise the federal funds rate?").hits
     assert hits[0].chunk.article_id == "en"
 
@@ -58,8 +70,8 @@ def test_english_words_scattered_over_korean_articles_do_not_engage_the_keyword_
     retriever.settings = _weights(fake_service)
     question = "When was the smart city alliance launched?"
     assert fake_service.store.keyword_coverage(fake_service.sparse.word_term_ids(question)) == 0.5
-    assert retriever.sparse_weight_for(question) == 0.0
-    assert retriever.sparse_weight_for("alliance launched") == 2.0  # one chunk holds both words
+    assert _side(fake_service, question) == ("sound", 0.5)
+    assert _side(fake_service, "alliance launched") == ("terms", 2.0)  # one chunk holds both words
 
 
 def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) -> None:
