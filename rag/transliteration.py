@@ -38,36 +38,7 @@ SINO_KOREAN_SYLLABLES = frozenset(
 
 _INITIAL_CLASS = "KKNTTLMPPSSxSSSKTPH"  # ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ (x: silent ㅇ)
 # final consonants (받침): ㅅ/ㅈ/ㅊ/ㅌ read as t, ㅇ as ng (G); clusters by their first consonant
-_FINAL_CLASS = [
-    "",
-    "K",
-    "K",
-    "K",
-    "N",
-    "N",
-    "N",
-    "T",
-    "L",
-    "L",
-    "L",
-    "L",
-    "L",
-    "L",
-    "L",
-    "L",
-    "M",
-    "P",
-    "P",
-    "T",
-    "T",
-    "G",
-    "T",
-    "T",
-    "K",
-    "T",
-    "P",
-    "",
-]
+_FINAL_CLASS = "xKKKNNNTLLLLLLLLMPPTTGTTKTPx"  # none ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ
 _ENGLISH_DIGRAPHS = (
     ("tion", "SN"),
     ("sion", "SN"),
@@ -106,9 +77,8 @@ def hangul_key(word: str) -> str:
     for syllable in word:
         code = ord(syllable) - 0xAC00
         initial, final = code // 588, code % 28
-        classes.append(_INITIAL_CLASS[initial].replace("x", ""))
-        classes.append(_FINAL_CLASS[final])
-    return _collapse("".join(classes))
+        classes.append(_INITIAL_CLASS[initial] + _FINAL_CLASS[final])
+    return _collapse("".join(classes).replace("x", ""))
 
 
 def english_key(word: str) -> str:
