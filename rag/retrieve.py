@@ -49,13 +49,14 @@ class Retriever:
         default) and the sound keys of its words at the `sound` weight. Sides weighted 0 are left out."""
         settings = self.settings
         if self.keywords_match(question):
-            sides = [(self.sparse.encode_query(question), settings.sparse_weight_korean)]
+            sides = [(self.sparse.encode_query, settings.sparse_weight_korean)]
         else:
             sides = [
-                (self.sparse.encode_query(question), settings.sparse_weight_other),
-                (self.sparse.encode_sound_query(question), settings.sparse_weight_sound),
+                (self.sparse.encode_query, settings.sparse_weight_other),
+                (self.sparse.encode_sound_query, settings.sparse_weight_sound),
             ]
-        return [(query, weight) for query, weight in sides if weight > 0]
+        # a side weighted 0 (the question's own terms, by default) is not even encoded
+        return [(encode(question), weight) for encode, weight in sides if weight > 0]
 
     def keywords_match(self, question: str) -> bool:
         if hangul_share(question) >= KOREAN_QUERY_SHARE:

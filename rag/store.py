@@ -255,7 +255,7 @@ class QdrantStore:
         """
         keyword_sides = [(query, weight) for query, weight in keyword_sides if weight > 0 and not query.is_empty()]
         use_dense = dense_weight > 0 or not keyword_sides
-        weights = [dense_weight] * use_dense + [weight for _, weight in keyword_sides]
+        weights = ([dense_weight] if use_dense else []) + [weight for _, weight in keyword_sides]
         if self._in_process:
             return self._search_in_process(
                 dense_query,
