@@ -20,6 +20,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import os
@@ -672,16 +673,19 @@ def _load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFa
     """One article per row; a bad row is a failure named "file:ROW" (the header is row 1)."""
     text = _read_text(path)
     _raise_csv_field_limit()
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_guess_delimiter(text))
-    header = next(reader, None)
+    origin = str(path)
+    records = _csv_records(text, _guess_delimiter(text), origin)
+    header_record = next(records, None)
+    header = header_record[1] if header_record else None
+    if isinstance(header, LoadFailure):
+        raise DocumentError(f"the header row cannot be read: {header.reason}")
     if not header or not any(cell.strip() for cell in header):
         raise DocumentError("empty file: no header row")
     header = [cell.strip() for cell in header]
     mapping = _resolve_columns(header, columns)
-    origin = str(path)
     seen: dict[str, int] = {}
     rows = 0
-    for number, row in _numbered_rows(reader, origin):
+    for number, row in records:
         if isinstance(row, LoadFailure):
             yield row
             continue
@@ -711,18 +715,54 @@ def _guess_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def _numbered_rows(reader: Any, origin: str) -> Iterator[tuple[int, list[str] | LoadFailure]]:
-    number = 1  # the header
+# Appended after the text to see whether the last record ends inside a quote: a private-use character no
+# export writes. csv's lenient mode reads an unclosed quote to the end of the file without a word.
+_CSV_END_MARK = "\ue000end of file\ue000"
+
+
+def _csv_records(text: str, delimiter: str, origin: str) -> Iterator[tuple[int, list[str] | LoadFailure]]:
+    """(record number, cells or failure), the header being record 1.
+
+    A quote that opens a field and never closes would swallow every line after it into that one field, and the
+    rows it swallowed would be lost silently. That record is reported instead, and reading starts again on the
+    line after the one where it began (so one stray quote costs one row, not the rest of the file).
+    """
+    lines = io.StringIO(text, newline="").readlines()
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += "\n"
+    lines.append(_CSV_END_MARK)
+    number = 0
+    start = 0  # lines before this one have been read
     while True:
-        number += 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield number, LoadFailure(f"{origin}:{number}", f"malformed CSV row ({exc}); check its quoting")
-            continue
-        yield number, row
+        reader = csv.reader(itertools.islice(lines, start, None), delimiter=delimiter)
+        restart = None
+        while restart is None:
+            first_line = start + reader.line_num + 1
+            number += 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield number, LoadFailure(f"{origin}:{number}", f"malformed CSV row ({exc}); check its quoting")
+                continue
+            if row == [_CSV_END_MARK]:
+                return
+            if row and row[-1].endswith(_CSV_END_MARK):
+                after = len(lines) - 1 - first_line
+                taken = f", which held the {after} lines after it (read again as rows of their own)" if after else ""
+                yield (
+                    number,
+                    LoadFailure(
+                        f"{origin}:{number}",
+                        f"a quote opened in this row (line {first_line}) is never closed, so the field runs to the end of "
+                        f'the file{taken}; close the quote, or double a quote that belongs to the text ("")',
+                    ),
+                )
+                restart = first_line
+            else:
+                yield number, row
+        start = restart
 
 
 def _resolve_columns(header: list[str], columns: CsvColumns) -> dict[str, int]:

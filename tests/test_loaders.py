@@ -302,6 +302,36 @@ def test_csv_row_with_extra_fields_is_a_row_failure(tmp_path: Path) -> None:
     assert failures[0].path == f"{path}:3" and "3 fields" in failures[0].reason
 
 
+def test_csv_unclosed_quote_costs_its_row_not_the_rest_of_the_file(tmp_path: Path) -> None:
+    # csv's lenient mode reads an unclosed quote to the end of the file: the two rows after it would vanish
+    # into the first one's text without a word
+    path = tmp_path / "stray.csv"
+    path.write_text('title,text\nA,"first body\nB,second body\nC,third body\n', encoding="utf-8")
+    articles, failures = split(load_file(path))
+    assert [(a.title, a.text) for a in articles] == [("B", "second body"), ("C", "third body")]
+    assert [f.path for f in failures] == [f"{path}:2"]
+    assert "line 2" in failures[0].reason and "never closed" in failures[0].reason
+    assert "2 lines after it" in failures[0].reason
+
+
+def test_csv_unclosed_quote_on_the_last_line_and_in_the_header(tmp_path: Path) -> None:
+    last = tmp_path / "last.csv"
+    last.write_text('title,text\nA,fine\nB,"cut off', encoding="utf-8")
+    articles, failures = split(load_file(last))
+    assert [a.text for a in articles] == ["fine"]
+    assert failures[0].path == f"{last}:3" and "never closed" in failures[0].reason
+    header = tmp_path / "header.csv"
+    header.write_text('title,"text\nA,fine\n', encoding="utf-8")
+    assert "header row" in only_failure(header).reason
+
+
+def test_csv_quotes_that_pair_up_across_rows_stay_one_field(tmp_path: Path) -> None:
+    """Two stray quotes pair up: csv cannot tell that from a body with line breaks, so neither do we."""
+    path = tmp_path / "paired.csv"
+    path.write_text('title,text\nA,"one\nB,two"\nC,three\n', encoding="utf-8")
+    assert [a.text for a in split(load_file(path))[0]] == ["one\nB,two", "three"]
+
+
 def test_csv_huge_field(tmp_path: Path) -> None:
     body = "가" * 300_000  # over csv's default 128 KiB field limit
     path = tmp_path / "huge.csv"
