@@ -731,38 +731,31 @@ def _csv_records(text: str, delimiter: str, origin: str) -> Iterator[tuple[int, 
     if lines and not lines[-1].endswith(("\n", "\r")):
         lines[-1] += "\n"
     lines.append(_CSV_END_MARK)
-    number = 0
-    start = 0  # lines before this one have been read
-    while True:
-        reader = csv.reader(itertools.islice(lines, start, None), delimiter=delimiter)
-        restart = None
-        while restart is None:
-            first_line = start + reader.line_num + 1
-            number += 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield number, LoadFailure(f"{origin}:{number}", f"malformed CSV row ({exc}); check its quoting")
-                continue
-            if row == [_CSV_END_MARK]:
-                return
-            if row and row[-1].endswith(_CSV_END_MARK):
-                after = len(lines) - 1 - first_line
-                taken = f", which held the {after} lines after it (read again as rows of their own)" if after else ""
-                yield (
-                    number,
-                    LoadFailure(
-                        f"{origin}:{number}",
-                        f"a quote opened in this row (line {first_line}) is never closed, so the field runs to the end of "
-                        f'the file{taken}; close the quote, or double a quote that belongs to the text ("")',
-                    ),
-                )
-                restart = first_line
-            else:
-                yield number, row
-        start = restart
+    offset = 0  # lines skipped before the current reader started
+    reader = csv.reader(lines, delimiter=delimiter)
+    for number in itertools.count(1):
+        first_line = offset + reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield number, LoadFailure(f"{origin}:{number}", f"malformed CSV row ({exc}); check its quoting")
+            continue
+        if row == [_CSV_END_MARK]:
+            return
+        if row and row[-1].endswith(_CSV_END_MARK):
+            after = len(lines) - 1 - first_line
+            taken = f", which held the {after} lines after it (read again as rows of their own)" if after else ""
+            reason = (
+                f"a quote opened in this row (line {first_line}) is never closed, so the field runs to the end of "
+                f'the file{taken}; close the quote, or double a quote that belongs to the text ("")'
+            )
+            yield number, LoadFailure(f"{origin}:{number}", reason)
+            offset = first_line
+            reader = csv.reader(itertools.islice(lines, offset, None), delimiter=delimiter)
+            continue
+        yield number, row
 
 
 def _resolve_columns(header: list[str], columns: CsvColumns) -> dict[str, int]:
