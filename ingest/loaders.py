@@ -269,8 +269,15 @@ def detect_encoding(data: bytes) -> str | None:
         return "utf-8"
     import charset_normalizer
 
-    best = charset_normalizer.from_bytes(data).best()
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
     guess = best.encoding if best else None
+    # Short Western text often fits several code pages equally well, and charset_normalizer then lists
+    # Central European cp1250 first ("naïve" → "naďve"); on a tie the far commoner Windows-1252 wins.
+    if best is not None and any(
+        m.encoding == "cp1252" and m.chaos <= best.chaos and m.coherence >= best.coherence for m in matches
+    ):
+        guess = "cp1252"
     if guess in _KOREAN_CODECS and _decodes(data, "cp949"):
         return "cp949"
     if _looks_korean_cp949(data):

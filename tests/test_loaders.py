@@ -448,6 +448,19 @@ def test_a_legacy_single_byte_file_is_not_mistaken_for_damaged_utf8(tmp_path: Pa
     assert "\ufffd" not in load_one(path).text
 
 
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        ("The café served a naïve crème brûlée; Señor Müller paid €5.", "cp1252"),
+        ("Příliš žluťoučký kůň úpěl ďábelské ódy. Dobrý den, jak se máte?", "cp1250"),
+    ],
+)
+def test_legacy_western_and_central_european_files_decode_as_written(tmp_path: Path, text: str, codec: str) -> None:
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(text.encode(codec))
+    assert load_one(path).text == text
+
+
 def test_binary_jsonl_is_one_failure_not_one_per_line(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_bytes(b"\x00\x01\x02\n" * 100)
