@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     service = RagService(settings)
     try:
         ingestor = build_ingestor(service)
-        files, _ = discover_files(args.paths)
+        files, _ = discover_files(args.paths, log=False)  # only to size the progress bar; the run logs
         with _progress_bar(total=estimate_documents(files), enabled=sys.stderr.isatty()) as bar:
             report = ingestor.ingest_paths(args.paths, sync=args.sync, csv_columns=columns, progress=bar)
     except ConfigurationError as exc:

@@ -85,18 +85,19 @@ class CsvColumns:
 # --- discovery ---------------------------------------------------------------------------------------
 
 
-def discover_files(paths: Sequence[Path]) -> tuple[list[Path], list[LoadFailure]]:
+def discover_files(paths: Sequence[Path], *, log: bool = True) -> tuple[list[Path], list[LoadFailure]]:
     """Expand files and folders into a deterministic list of supported files.
 
     Folders are walked recursively in sorted order, skipping hidden files and folders (a leading dot) and,
     silently, files of unsupported types (their count is logged). A file named explicitly is taken even if
     hidden, but an unsupported type or a missing path is a failure. A file reached twice is listed once.
+    `log=False` keeps quiet about skipped files (for a first pass that only counts them).
     """
     files: list[Path] = []
     failures: list[LoadFailure] = []
     seen: set[Path] = set()
     for path in paths:
-        found, problems = _expand(Path(path))
+        found, problems = _expand(Path(path), log)
         failures.extend(problems)
         for file in found:
             key = _identity(file)
@@ -106,9 +107,9 @@ def discover_files(paths: Sequence[Path]) -> tuple[list[Path], list[LoadFailure]
     return files, failures
 
 
-def _expand(path: Path) -> tuple[list[Path], list[LoadFailure]]:
+def _expand(path: Path, log: bool) -> tuple[list[Path], list[LoadFailure]]:
     if path.is_dir():
-        return _walk_folder(path)
+        return _walk_folder(path, log)
     if path.is_symlink() and not path.exists():
         return [], [LoadFailure(str(path), _BROKEN_LINK)]
     if not path.exists():
@@ -123,7 +124,7 @@ def _expand(path: Path) -> tuple[list[Path], list[LoadFailure]]:
 _BROKEN_LINK = "a symbolic link to nothing (its target is gone, or it loops); fix or remove the link"
 
 
-def _walk_folder(folder: Path) -> tuple[list[Path], list[LoadFailure]]:
+def _walk_folder(folder: Path, log: bool) -> tuple[list[Path], list[LoadFailure]]:
     files: list[Path] = []
     failures: list[LoadFailure] = []
     skipped = 0
@@ -143,9 +144,9 @@ def _walk_folder(folder: Path) -> tuple[list[Path], list[LoadFailure]]:
                 failures.append(LoadFailure(str(file), _BROKEN_LINK))
             else:
                 skipped += 1
-    if skipped:
+    if skipped and log:
         logger.info("%s: skipped %d file(s) of unsupported types", folder, skipped)
-    if not files and not failures:
+    if not files and not failures and log:
         logger.warning("%s: no supported files found (%s)", folder, _suffix_list())
     return files, failures
 

@@ -495,6 +495,16 @@ def test_discovery_is_recursive_sorted_and_skips_hidden_and_unsupported(tmp_path
     assert {".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".csv", ".pdf"} == SUPPORTED_SUFFIXES
 
 
+def test_skipped_files_are_logged_once_per_run_not_per_pass(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a.txt").write_text("본문", encoding="utf-8")
+    (tmp_path / "notes.docx").write_bytes(b"PK")
+    with caplog.at_level("INFO", logger="ingest.loaders"):
+        assert len(discover_files([tmp_path], log=False)[0]) == 1  # the CLI's first pass sizes the progress bar
+        assert not caplog.records
+        discover_files([tmp_path])
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path}: skipped 1 file(s) of unsupported types"]
+
+
 def test_folder_of_two_thousand_files_loads_them_all(tmp_path: Path) -> None:
     for i in range(2000):
         sub = tmp_path / f"batch{i % 10}"
