@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from rag.cli import configure_logging  # noqa: E402
 from rag.config import get_settings  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
-from rag.http_guard import ApiGuard, BodyTooLarge, error_body, safe_upload_name  # noqa: E402
+from rag.http_guard import ApiGuard, BodyTooLarge, UnexpectedErrors, error_body, safe_upload_name  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
 
@@ -126,6 +126,7 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         max_request_bytes=int(settings.api.max_request_mb * (1 << 20)),
         max_upload_bytes=int(settings.api.max_upload_mb * (1 << 20)),
     )
+    app.add_middleware(UnexpectedErrors)  # added last, so outermost: it also covers the guard
     _install_error_handlers(app)
 
     # the probes are async (they run on the event loop, not behind busy worker threads) and take no lock:
@@ -239,13 +240,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
         status = exc.http_status if not isinstance(exc, InputError) else 422
         return JSONResponse(error_body(exc.code, exc.message), status_code=status)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error")
-        return JSONResponse(
-            error_body("internal_error", "unexpected server error; see the server log"), status_code=500
-        )
 
 
 def _describe_validation(exc: RequestValidationError) -> str:

@@ -5,12 +5,16 @@ Why a pure ASGI middleware rather than FastAPI dependencies:
 - a body over the cap is refused (413) before it is buffered or parsed;
 - the chat page is mounted at `/`, so without this every unknown `/v1/...` path, wrong method or trailing
   slash fell through to Gradio and got its `{"detail": "Not Found"}` instead of the API's error shape.
+
+`UnexpectedErrors` is the outermost layer: a bug becomes a logged 500 in the API's error shape, once.
+(Starlette's own handler for `Exception` answers but then re-raises, so the server logged each one twice.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -22,6 +26,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("app")
 
 # the API's routes and the methods each accepts; HEAD on the probes lets load balancers use them
 ROUTES: dict[str, frozenset[str]] = {
@@ -89,6 +95,33 @@ class ApiGuard:
         scheme, _, token = header.partition(b" ")
         # bytes, not str: compare_digest refuses non-ASCII strings, and a header is whatever the client sent
         return scheme.lower() == b"bearer" and secrets.compare_digest(token.strip(), self.api_key)
+
+
+class UnexpectedErrors:
+    """Turn an exception no handler took into a logged 500 JSON error, unless the response had already begun
+    (then the server must close the connection: the error is re-raised for it, and logged by it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            if started:
+                raise
+            logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            await _respond(send, 500, "internal_error", "unexpected server error; see the server log")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -288,3 +288,23 @@ def test_a_large_upload_is_ingested_in_batches_and_reported_as_one(client: TestC
     files.append(("files", ("empty.txt", b"", "text/plain")))
     body = client.post("/v1/ingest", files=files).json()
     assert body["added"] == count and [f["path"].rsplit("/", 1)[-1] for f in body["failed"]] == ["empty.txt"]
+
+
+def test_a_bug_is_a_json_500_logged_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = RagService(settings, embedder=FakeEmbedder())
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "search", broken)
+    with TestClient(create_app(service, with_ui=False)) as client, caplog.at_level("ERROR"):
+        response = client.post("/v1/search", json={"query": "공동감사"})
+    service.close()
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "unexpected server error; see the server log"}
+    }
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "POST /v1/search" in errors[0].getMessage() and errors[0].exc_info
