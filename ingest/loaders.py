@@ -29,6 +29,8 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from html import escape as html_escape
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -377,20 +379,16 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 
 def _load_html_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
     """Main text and metadata (title, date, canonical URL, site name) extracted by trafilatura."""
-    import trafilatura
-
-    page = trafilatura.bare_extraction(
-        _decode_html(path.read_bytes()),
-        include_comments=False,
-        include_tables=True,
-        favor_precision=True,
-        with_metadata=True,
-    )
-    body = getattr(page, "text", None) if page is not None else None
-    date, text = split_leading_date(clean_scraped_text(body or ""))
+    html = _decode_html(path.read_bytes())
+    page, text = _extract_html(html)
+    if not has_prose(text) and _nesting_depth(html) > MAX_HTML_DEPTH:
+        # lxml refuses trees deeper than 255 levels, and trafilatura then sees an empty page
+        logger.warning("%s: tags nest deeper than %d levels; the deeper tags were dropped", path, MAX_HTML_DEPTH)
+        page, text = _extract_html(_flatten_html(html, MAX_HTML_DEPTH))
     # trafilatura's fallback returns menu words ("Home") for a page without an article: not a document.
     if not has_prose(text):
         raise DocumentError("no main text found in the HTML page (only navigation, menus or scripts)")
+    date, text = split_leading_date(text)
     url = getattr(page, "url", None) or None
     yield Article(
         id=url or path.as_posix(),
@@ -401,6 +399,74 @@ def _load_html_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
         source=_clean_title(getattr(page, "sitename", None) or getattr(page, "hostname", None)),
         origin=str(path),
     )
+
+
+def _extract_html(html: str) -> tuple[Any, str]:
+    """trafilatura's extraction (None for nothing) and its text, cleaned, a leading date line kept."""
+    import trafilatura
+
+    page = trafilatura.bare_extraction(
+        html, include_comments=False, include_tables=True, favor_precision=True, with_metadata=True
+    )
+    body = getattr(page, "text", None) if page is not None else None
+    return page, clean_scraped_text(body or "")
+
+
+MAX_HTML_DEPTH = 200  # below lxml's hard limit of 255, with room for the html/body/article levels it adds
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+)
+_RAW_TEXT_TAGS = frozenset({"script", "style", "template", "noscript"})
+
+
+class _Flattener(HTMLParser):
+    """Re-writes a page keeping only tags up to `limit` levels deep; deeper tags go, their text stays
+    (script and style bodies go with their tags). Also measures the deepest nesting seen."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(convert_charrefs=True)
+        self.limit, self.deepest = limit, 0
+        self.out: list[str] = []
+        self.stack: list[tuple[str, bool]] = []  # (tag, written)
+        self.raw_text_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID_TAGS:
+            return
+        written = len(self.stack) < self.limit
+        self.stack.append((tag, written))
+        self.deepest = max(self.deepest, len(self.stack))
+        self.raw_text_depth += tag in _RAW_TEXT_TAGS
+        if written:
+            self.out.append(self.get_starttag_text() or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if not any(open_tag == tag for open_tag, _ in self.stack):
+            return
+        while self.stack:
+            open_tag, written = self.stack.pop()
+            self.raw_text_depth -= open_tag in _RAW_TEXT_TAGS
+            if written:
+                self.out.append(f"</{open_tag}>")
+            if open_tag == tag:
+                return
+
+    def handle_data(self, data: str) -> None:
+        if not self.raw_text_depth:
+            self.out.append(html_escape(data, quote=False))
+
+
+def _nesting_depth(html: str) -> int:
+    parser = _Flattener(limit=0)
+    parser.feed(html)
+    return parser.deepest
+
+
+def _flatten_html(html: str, limit: int) -> str:
+    parser = _Flattener(limit)
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.out)
 
 
 def _decode_html(data: bytes) -> str:

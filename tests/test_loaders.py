@@ -210,6 +210,25 @@ def test_html_without_main_text_fails(tmp_path: Path) -> None:
     assert "no main text found" in only_failure(path).reason
 
 
+@pytest.mark.parametrize("depth", [300, 20_000])
+def test_html_nested_deeper_than_the_parser_allows_keeps_its_text(tmp_path: Path, depth: int) -> None:
+    """lxml stops at 255 levels and trafilatura then saw an empty page; the deeper tags are dropped instead."""
+    sentence = "정부는 오늘 새로운 스마트시티 정책을 발표했다. 이 정책은 도시 문제 해결을 목표로 한다. "
+    wrapper = "<div><script>alert('x')</script>"
+    html = f"<html><head><title>정책 발표</title></head><body>{wrapper * depth}<p>{sentence * 5}R&amp;D</p>"
+    path = tmp_path / "deep.html"
+    path.write_text(html + "</div>" * depth + "</body></html>", encoding="utf-8")
+    article = load_one(path)
+    assert article.title == "정책 발표"
+    assert article.text == sentence * 5 + "R&D"  # script bodies in the dropped levels went with their tags
+
+
+def test_deep_html_without_main_text_still_fails(tmp_path: Path) -> None:
+    path = tmp_path / "deep-nav.html"
+    path.write_text("<html><body>" + "<div>" * 400 + "<nav><a href='/'>Home</a></nav>" + "</div>" * 400)
+    assert "no main text found" in only_failure(path).reason
+
+
 def test_jsonl_good_lines_load_and_bad_lines_are_named_by_line() -> None:
     path = FIXTURES / "corpus.jsonl"
     articles, failures = split(load_file(path))
