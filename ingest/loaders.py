@@ -744,33 +744,34 @@ _DELIMITERS = (",", "\t", ";", "|")
 
 
 def _load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFailure]:
-    """One article per row; a bad row is a failure named "file:ROW" (the header is row 1)."""
+    """One article per row. A bad row is a failure named "file:LINE", the line it starts on (a quoted field
+    may span lines); an article without an id column is "file#ROW" (the header is row 1)."""
     text = _read_text(path)
     _raise_csv_field_limit()
     origin = str(path)
-    records = _csv_records(text, _guess_delimiter(text), origin)
+    records = _csv_records(text, _guess_delimiter(text))
     header_record = next(records, None)
-    header = header_record[1] if header_record else None
-    if isinstance(header, LoadFailure):
-        raise DocumentError(f"the header row cannot be read: {header.reason}")
+    header = header_record[2] if header_record else None
+    if isinstance(header, str):
+        raise DocumentError(f"the header row cannot be read: {header}")
     if not header or not any(cell.strip() for cell in header):
         raise DocumentError("empty file: no header row")
     header = [cell.strip() for cell in header]
     mapping = _resolve_columns(header, columns)
     seen: dict[str, int] = {}
     rows = 0
-    for number, row in records:
-        if isinstance(row, LoadFailure):
-            yield row
+    for number, line, row in records:
+        if isinstance(row, str):
+            yield LoadFailure(f"{origin}:{line}", row)
             continue
         if not any(cell.strip() for cell in row):
             continue
         rows += 1
         try:
             article = _article_from_row(row, header, mapping, origin, f"{path.as_posix()}#{number}")
-            _check_unique(article.id, number, seen, "row")
+            _check_unique(article.id, line, seen, "line")
         except DocumentError as exc:
-            yield LoadFailure(f"{origin}:{number}", exc.message)
+            yield LoadFailure(f"{origin}:{line}", exc.message)
             continue
         yield article
     if rows == 0:
@@ -794,8 +795,8 @@ def _guess_delimiter(text: str) -> str:
 _CSV_END_MARK = "\ue000end of file\ue000"
 
 
-def _csv_records(text: str, delimiter: str, origin: str) -> Iterator[tuple[int, list[str] | LoadFailure]]:
-    """(record number, cells or failure), the header being record 1.
+def _csv_records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | str]]:
+    """(record number, the line it starts on, its cells or why it cannot be read), the header being record 1.
 
     A quote that opens a field and never closes would swallow every line after it into that one field, and the
     rows it swallowed would be lost silently. That record is reported instead, and reading starts again on the
@@ -814,7 +815,7 @@ def _csv_records(text: str, delimiter: str, origin: str) -> Iterator[tuple[int, 
         except StopIteration:
             return
         except csv.Error as exc:
-            yield number, LoadFailure(f"{origin}:{number}", f"malformed CSV row ({exc}); check its quoting")
+            yield number, first_line, f"malformed CSV row ({exc}); check its quoting"
             continue
         if row == [_CSV_END_MARK]:
             return
@@ -822,14 +823,14 @@ def _csv_records(text: str, delimiter: str, origin: str) -> Iterator[tuple[int, 
             after = len(lines) - 1 - first_line
             taken = f", which held the {after} lines after it (read again as rows of their own)" if after else ""
             reason = (
-                f"a quote opened in this row (line {first_line}) is never closed, so the field runs to the end of "
+                "a quote opened in this row is never closed, so the field runs to the end of "
                 f'the file{taken}; close the quote, or double a quote that belongs to the text ("")'
             )
-            yield number, LoadFailure(f"{origin}:{number}", reason)
+            yield number, first_line, reason
             offset = first_line
             reader = csv.reader(itertools.islice(lines, offset, None), delimiter=delimiter)
             continue
-        yield number, row
+        yield number, first_line, row
 
 
 def _resolve_columns(header: list[str], columns: CsvColumns) -> dict[str, int]:
