@@ -188,7 +188,7 @@ def settings_fingerprint(service: RagService, mode: AnswerMode, top_k: int | Non
     settings = service.settings
     material = {
         "vectors": content_fingerprint(service),
-        "retrieval": settings.retrieval.model_dump(mode="json"),
+        "retrieval": settings.retrieval_settings().model_dump(mode="json"),
         "answer": settings.answer_settings().model_dump(mode="json"),
         "llm": [settings.llm.backend, settings.llm.temperature, settings.models.llm_file, settings.openai.model],
         "mode": mode,

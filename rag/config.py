@@ -41,6 +41,13 @@ MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
 }
 
 
+# Weight of the sound-key side per embedding model (make bench-retrieval, English→Korean): a model that reads
+# English questions over Korean text well itself needs less help. e5-small: sentences (dev) recall@1 0.825 →
+# 0.836 and stories (held-out) 0.554 → 0.602 at 0.5 (at 1 both fall below dense). EmbeddingGemma: at 0.5 both
+# fall below its dense side (0.947 → 0.918, 0.828 → 0.824); at 0.125 sentences stay at 0.947, stories 0.830.
+MEASURED_SOUND_WEIGHTS: dict[str, float] = {DEFAULT_EMBEDDING: 0.5, "embeddinggemma-300m": 0.125}
+
+
 class ModelSettings(BaseModel):
     dir: Path = Field(
         Path("models"), description="Folder holding provisioned model files (created by `python -m rag models`)."
@@ -130,14 +137,14 @@ class RetrievalSettings(BaseModel):
         "collection mostly lacks (English over Korean articles); 0 turns it off. Measured on English questions "
         "over Korean news: dense alone recall@1 0.825, with these terms at 0.3 (rrf) only 0.539.",
     )
-    sparse_weight_sound: float = Field(
-        0.5,
+    sparse_weight_sound: float | None = Field(
+        None,
         ge=0,
         description="Weight of the sound-key side for questions without Hangul whose keywords the collection "
         "mostly lacks: their words' transliteration keys against the borrowed nouns of Korean articles "
-        "(alliance ↔ 얼라이언스, rag/transliteration.py); 0 turns it off. Measured (make bench-retrieval): "
-        "English sentences → the Korean story holding their twin, recall@1 dense 0.554, with this side at 0.5 "
-        "0.602, at 1 0.522.",
+        "(alliance ↔ 얼라이언스, rag/transliteration.py); 0 turns it off. Unset: measured per embedding model, "
+        "0.5 for e5-small, 0.125 for EmbeddingGemma (make bench-retrieval: English sentences → the Korean story "
+        "holding their twin, e5 recall@1 dense 0.554, with this side at 0.5 0.602, at 1 0.522).",
     )
     keyword_coverage: float = Field(
         0.6,
@@ -148,6 +155,11 @@ class RetrievalSettings(BaseModel):
         "sparse_weight_other and sparse_weight_sound. Known for the embedded store only; against a Qdrant server "
         "the script rule applies.",
     )
+
+    def sound_weight(self) -> float:
+        """The sound side's weight: as set, else e5's (Settings.retrieval_settings() fills in the model's own)."""
+        weight = self.sparse_weight_sound
+        return weight if weight is not None else MEASURED_SOUND_WEIGHTS[DEFAULT_EMBEDDING]
 
 
 class AnswerSettings(BaseModel):
@@ -282,6 +294,16 @@ class Settings(BaseSettings):
             if getattr(answer, name) is None:
                 answer = answer.model_copy(update={name: value})
         return answer
+
+    def retrieval_settings(self) -> RetrievalSettings:
+        """`retrieval` with an unset sound-key weight taken from the value measured for the embedding model
+        (e5's for a model never measured)."""
+        retrieval = self.retrieval
+        if retrieval.sparse_weight_sound is not None:
+            return retrieval
+        model = Path(self.models.embedding).name
+        weight = MEASURED_SOUND_WEIGHTS.get(model, MEASURED_SOUND_WEIGHTS[DEFAULT_EMBEDDING])
+        return retrieval.model_copy(update={"sparse_weight_sound": weight})
 
     def embedding_model_location(self) -> str:
         """A local folder (a bare name lives under models.dir) or, failing that, a hub id."""

@@ -53,7 +53,7 @@ class Retriever:
         else:
             sides = [
                 (self.sparse.encode_query, settings.sparse_weight_other),
-                (self.sparse.encode_sound_query, settings.sparse_weight_sound),
+                (self.sparse.encode_sound_query, settings.sound_weight()),
             ]
         # a side weighted 0 (the question's own terms, by default) is not even encoded
         return [(encode(question), weight) for encode, weight in sides if weight > 0]

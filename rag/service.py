@@ -76,7 +76,7 @@ class RagService:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.sparse, self.settings.retrieval)
+        return Retriever(self.store, self.embedder, self.sparse, self.settings.retrieval_settings())
 
     @property
     def llm(self) -> LLM | None:

@@ -103,3 +103,17 @@ def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCapture
         other = settings.answer_settings()
     assert other.min_evidence_score_korean == 0.85
     assert "bench-refusal" in caplog.text and "some-other-model" in caplog.text
+
+
+def test_sound_key_weight_follows_the_embedding_model() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.retrieval.sparse_weight_sound is None  # unset: measured per model
+    assert settings.retrieval_settings().sparse_weight_sound == 0.5
+    settings.models.embedding = "/opt/models/embeddinggemma-300m"  # a folder of that name counts as the model
+    assert settings.retrieval_settings().sparse_weight_sound == 0.125
+    settings.models.embedding = "some-other-model"
+    assert settings.retrieval_settings().sparse_weight_sound == 0.5
+    assert settings.retrieval.sound_weight() == 0.5  # a RetrievalSettings used as is falls back to e5's too
+    settings.retrieval.sparse_weight_sound = 0.0  # set explicitly (0 turns the side off): wins
+    settings.models.embedding = "embeddinggemma-300m"
+    assert settings.retrieval_settings().sparse_weight_sound == 0.0
