@@ -335,8 +335,10 @@ class Settings(BaseSettings):
         return updated
 
     def masked(self) -> dict[str, Any]:
-        """Effective settings as plain data, secrets masked, for `python -m rag config`."""
-        return _mask_secrets(self.model_dump(mode="python"))
+        """Effective settings as plain data, secrets masked, for `python -m rag config`; values measured per
+        embedding model (refusal cut-offs, sound-key weight) are shown as resolved for the configured model."""
+        effective = self.model_copy(update={"retrieval": self.retrieval_settings(), "answer": self.answer_settings()})
+        return _mask_secrets(effective.model_dump(mode="python"))
 
 
 def _mask_secrets(value: Any) -> Any:

@@ -57,6 +57,9 @@ def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: p
     payload = json.loads(out)
     assert payload["api"]["key"] == "********"
     assert payload["collection"] == "news"
+    # values measured per embedding model are shown as they apply, not as "unset"
+    assert payload["retrieval"]["sparse_weight_sound"] == 0.5
+    assert payload["answer"]["min_evidence_score_korean"] == 0.85
 
 
 def test_bad_setting_makes_the_cli_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
