@@ -557,8 +557,8 @@ def _load_jsonl_file(path: Path, _columns: CsvColumns) -> Iterator[Article | Loa
     encoding = "utf-8" if wide is not None else _sniff_jsonl_encoding(path)
     with io.BytesIO(wide) if wide is not None else path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
+            # not only on line 1: `cat a.jsonl b.jsonl` leaves b's byte-order mark in the middle of the file
+            raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             records += 1

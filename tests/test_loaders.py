@@ -248,6 +248,14 @@ def test_jsonl_good_lines_load_and_bad_lines_are_named_by_line() -> None:
     assert "duplicate id 'fed-2024-01'" in reasons[f"{path}:9"]
 
 
+def test_jsonl_concatenated_from_files_with_byte_order_marks(tmp_path: Path) -> None:
+    path = tmp_path / "joined.jsonl"
+    part = '\ufeff{{"id": "{0}", "text": "본문 {0}"}}\n'
+    path.write_text(part.format(1) + part.format(2), encoding="utf-8")  # as `cat a.jsonl b.jsonl` leaves it
+    articles, failures = split(load_file(path))
+    assert [(a.id, a.text) for a in articles] == [("1", "본문 1"), ("2", "본문 2")] and not failures
+
+
 def test_jsonl_contract_record_and_alternate_keys() -> None:
     articles, _ = split(load_file(FIXTURES / "corpus.jsonl"))
     fed, _, release, no_id = articles
