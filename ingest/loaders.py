@@ -766,6 +766,10 @@ def _load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFa
             continue
         if not any(cell.strip() for cell in row):
             continue
+        if [cell.strip().lstrip("\ufeff") for cell in row] == header:
+            # files joined with `cat a.csv b.csv` repeat the header (with b's byte-order mark): not an article
+            logger.info("%s:%d: the header row again; skipped", origin, line)
+            continue
         rows += 1
         try:
             article = _article_from_row(row, header, mapping, origin, f"{path.as_posix()}#{number}")

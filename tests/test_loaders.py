@@ -361,6 +361,13 @@ def test_csv_quotes_that_pair_up_across_rows_stay_one_field(tmp_path: Path) -> N
     assert [a.text for a in split(load_file(path))[0]] == ["one\nB,two", "three"]
 
 
+def test_csv_files_joined_with_cat_repeat_no_header_as_an_article(tmp_path: Path) -> None:
+    path = tmp_path / "joined.csv"
+    path.write_text("id,text\n1,첫 본문\n\ufeffid,text\n2,둘째 본문\n", encoding="utf-8")
+    articles, failures = split(load_file(path))
+    assert [(a.id, a.text) for a in articles] == [("1", "첫 본문"), ("2", "둘째 본문")] and not failures
+
+
 def test_csv_huge_field(tmp_path: Path) -> None:
     body = "가" * 300_000  # over csv's default 128 KiB field limit
     path = tmp_path / "huge.csv"
