@@ -381,10 +381,12 @@ def _load_html_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
     """Main text and metadata (title, date, canonical URL, site name) extracted by trafilatura."""
     html = _decode_html(path.read_bytes())
     page, text = _extract_html(html)
-    if not has_prose(text) and _nesting_depth(html) > MAX_HTML_DEPTH:
+    if not has_prose(text):
         # lxml refuses trees deeper than 255 levels, and trafilatura then sees an empty page
-        logger.warning("%s: tags nest deeper than %d levels; the deeper tags were dropped", path, MAX_HTML_DEPTH)
-        page, text = _extract_html(_flatten_html(html, MAX_HTML_DEPTH))
+        flat, deepest = _flatten_html(html, MAX_HTML_DEPTH)
+        if deepest > MAX_HTML_DEPTH:
+            logger.warning("%s: tags nest %d levels deep; those below %d were dropped", path, deepest, MAX_HTML_DEPTH)
+            page, text = _extract_html(flat)
     # trafilatura's fallback returns menu words ("Home") for a page without an article: not a document.
     if not has_prose(text):
         raise DocumentError("no main text found in the HTML page (only navigation, menus or scripts)")
@@ -456,17 +458,12 @@ class _Flattener(HTMLParser):
             self.out.append(html_escape(data, quote=False))
 
 
-def _nesting_depth(html: str) -> int:
-    parser = _Flattener(limit=0)
-    parser.feed(html)
-    return parser.deepest
-
-
-def _flatten_html(html: str, limit: int) -> str:
+def _flatten_html(html: str, limit: int) -> tuple[str, int]:
+    """The page with tags below `limit` levels dropped, and how deep its tags nested."""
     parser = _Flattener(limit)
     parser.feed(html)
     parser.close()
-    return "".join(parser.out)
+    return "".join(parser.out), parser.deepest
 
 
 def _decode_html(data: bytes) -> str:
