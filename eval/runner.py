@@ -30,6 +30,7 @@ from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
 from rag.embeddings import Embedder
 from rag.errors import ConfigurationError, InputError
+from rag.lexicon import LEXICON_VERSION
 from rag.service import RagService
 from rag.types import Answer, Article
 
@@ -189,6 +190,7 @@ def settings_fingerprint(service: RagService, mode: AnswerMode, top_k: int | Non
     material = {
         "vectors": content_fingerprint(service),
         "retrieval": settings.retrieval_settings().model_dump(mode="json"),
+        "lexicon": LEXICON_VERSION,
         "answer": settings.answer_settings().model_dump(mode="json"),
         "llm": [settings.llm.backend, settings.llm.temperature, settings.models.llm_file, settings.openai.model],
         "mode": mode,

@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--date-to", type=dt.date.fromisoformat, metavar="YYYY-MM-DD", help="only articles on or before")
     ask.add_argument("--json", action="store_true", help="print the same JSON object as POST /v1/answer")
 
-    models = commands.add_parser("models", help="provision model files offline (idempotent)")
+    models = commands.add_parser(
+        "models",
+        help="provision model files offline (idempotent): the embedding model and the English→Korean keyword "
+        "lexicon; the local LLM with --llm",
+    )
     models.add_argument("--llm", action="store_true", help="also assemble the local LLM (GGUF, ~1.1 GB)")
     models.add_argument(
         "--embedding",
@@ -82,7 +86,12 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
 def _models(settings: Settings, args: argparse.Namespace) -> int:
     from rag.models import provision
 
-    paths = provision(Path(settings.models.dir), llm=args.llm, embedding=args.embedding or settings.models.embedding)
+    paths = provision(
+        Path(settings.models.dir),
+        llm=args.llm,
+        embedding=args.embedding or settings.models.embedding,
+        lexicon=settings.lexicon_path(),
+    )
     if args.json:
         print_json({name: str(path) for name, path in paths.items()})
     else:

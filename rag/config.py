@@ -47,6 +47,11 @@ MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
 # fall below its dense side (0.947 → 0.918, 0.828 → 0.824); at 0.125 sentences stay at 0.947, stories 0.830.
 MEASURED_SOUND_WEIGHTS: dict[str, float] = {DEFAULT_EMBEDDING: 0.5, "embeddinggemma-300m": 0.125}
 
+# Weight of the translated-keyword side (rag/lexicon.py) per embedding model, measured the same way. e5-small:
+# sentences (dev) recall@1 with sound keys alone 0.836; translations at 0.25 / 0.5 / 0.75 / 1: 0.876 / 0.892 /
+# 0.872 / 0.847; held-out stories 0.602 → 0.706 at 0.5.
+MEASURED_TRANSLATION_WEIGHTS: dict[str, float] = {DEFAULT_EMBEDDING: 0.5, "embeddinggemma-300m": 0.125}
+
 
 class ModelSettings(BaseModel):
     dir: Path = Field(
@@ -73,6 +78,12 @@ class ModelSettings(BaseModel):
     llm_file: str = Field(
         "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         description="GGUF file under `dir` (or absolute path) used by the `local` LLM backend.",
+    )
+    lexicon_file: str = Field(
+        "lexicon/en-ko-sino.tsv",
+        description="English→Korean lexicon under `dir` (or absolute path), built by `python -m rag models` "
+        "from JMdict + KANJIDIC2 (package jamdict-data); translates English questions' words for the keyword "
+        "side over Korean articles. Missing: that side is left out, with a warning.",
     )
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch and llama.cpp.")
     query_threads: int = Field(
@@ -146,6 +157,14 @@ class RetrievalSettings(BaseModel):
         "0.5 for e5-small, 0.125 for EmbeddingGemma (make bench-retrieval: English sentences → the Korean story "
         "holding their twin, e5 recall@1 dense 0.554, with this side at 0.5 0.602, at 1 0.522).",
     )
+    sparse_weight_translation: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of the translated-keyword side for the same questions: their words' Sino-Korean "
+        "translations from the provisioned lexicon (audit → 감사, chair → 의장, budget → 예산; rag/lexicon.py) "
+        "against the Korean articles' own terms; 0 turns it off. Unset: measured per embedding model, 0.5 for "
+        "e5-small (make bench-retrieval, English sentences → their Korean twin, recall@1 0.836 → 0.892).",
+    )
     keyword_coverage: float = Field(
         0.6,
         ge=0,
@@ -160,6 +179,11 @@ class RetrievalSettings(BaseModel):
         """The sound side's weight: as set, else e5's (Settings.retrieval_settings() fills in the model's own)."""
         weight = self.sparse_weight_sound
         return weight if weight is not None else MEASURED_SOUND_WEIGHTS[DEFAULT_EMBEDDING]
+
+    def translation_weight(self) -> float:
+        """The translated-keyword side's weight: as set, else e5's (see sound_weight)."""
+        weight = self.sparse_weight_translation
+        return weight if weight is not None else MEASURED_TRANSLATION_WEIGHTS[DEFAULT_EMBEDDING]
 
 
 class AnswerSettings(BaseModel):
@@ -296,14 +320,22 @@ class Settings(BaseSettings):
         return answer
 
     def retrieval_settings(self) -> RetrievalSettings:
-        """`retrieval` with an unset sound-key weight taken from the value measured for the embedding model
-        (e5's for a model never measured)."""
+        """`retrieval` with unset side weights (sound keys, translations) taken from the values measured for the
+        embedding model (e5's for a model never measured)."""
         retrieval = self.retrieval
-        if retrieval.sparse_weight_sound is not None:
-            return retrieval
         model = Path(self.models.embedding).name
-        weight = MEASURED_SOUND_WEIGHTS.get(model, MEASURED_SOUND_WEIGHTS[DEFAULT_EMBEDDING])
-        return retrieval.model_copy(update={"sparse_weight_sound": weight})
+        updates: dict[str, float] = {}
+        for name, measured in (
+            ("sparse_weight_sound", MEASURED_SOUND_WEIGHTS),
+            ("sparse_weight_translation", MEASURED_TRANSLATION_WEIGHTS),
+        ):
+            if getattr(retrieval, name) is None:
+                updates[name] = measured.get(model, measured[DEFAULT_EMBEDDING])
+        return retrieval.model_copy(update=updates) if updates else retrieval
+
+    def lexicon_path(self) -> Path:
+        candidate = Path(self.models.lexicon_file)
+        return candidate if candidate.is_absolute() else self.models.dir / candidate
 
     def embedding_model_location(self) -> str:
         """A local folder (a bare name lives under models.dir) or, failing that, a hub id."""

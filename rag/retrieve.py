@@ -5,8 +5,10 @@ Korean articles matches almost nothing by keywords, and fusing that noise pushes
 English question over English articles, or any Korean question, gains from it. The test is cheap: is the
 question in Hangul, or does one chunk hold most of its keywords? (Per chunk: Korean news is sprinkled with
 English words, so "smart", "city" and "alliance" each occur somewhere without any English text about them.)
-An English question that fails the test searches by sound instead: its words' transliteration keys against
-the borrowed nouns of Korean articles ("alliance" finds 얼라이언스; rag/transliteration.py), at a lower weight.
+An English question that fails the test searches by sound and by translation instead, each at a lower weight:
+its words' transliteration keys against the borrowed nouns of Korean articles ("alliance" finds 얼라이언스;
+rag/transliteration.py), and its words' Sino-Korean translations against their Korean terms ("audit" finds
+감사; rag/lexicon.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embeddings import Embedder
+from rag.lexicon import Lexicon, NoLexicon
 from rag.sparse import SparseEncoder, SparseVector, hangul_share
 from rag.store import QdrantStore
 from rag.types import Hit, SearchFilters
@@ -39,24 +43,37 @@ class Retrieval:
 
 class Retriever:
     def __init__(
-        self, store: QdrantStore, embedder: Embedder, sparse: SparseEncoder, settings: RetrievalSettings
+        self,
+        store: QdrantStore,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        settings: RetrievalSettings,
+        lexicon: Lexicon | None = None,
     ) -> None:
         self.store, self.embedder, self.sparse, self.settings = store, embedder, sparse, settings
+        self.lexicon = lexicon or NoLexicon()
 
     def keyword_sides_for(self, question: str) -> list[tuple[SparseVector, float]]:
         """The keyword queries and their fusion weights: the question's own terms when they can match (a Korean
         question, or one chunk holds most of its words); otherwise its terms at the `other` weight (0 by
-        default) and the sound keys of its words at the `sound` weight. Sides weighted 0 are left out."""
+        default), the sound keys of its words at the `sound` weight and their Korean translations at the
+        `translation` weight. Sides weighted 0 or without terms are left out."""
         settings = self.settings
+        sides: list[tuple[Callable[[str], SparseVector], float]]
         if self.keywords_match(question):
             sides = [(self.sparse.encode_query, settings.sparse_weight_korean)]
         else:
             sides = [
                 (self.sparse.encode_query, settings.sparse_weight_other),
                 (self.sparse.encode_sound_query, settings.sound_weight()),
+                (self._encode_translations, settings.translation_weight()),
             ]
-        # a side weighted 0 (the question's own terms, by default) is not even encoded
-        return [(encode(question), weight) for encode, weight in sides if weight > 0]
+        # a side weighted 0 (the question's own terms, by default) is not even encoded; one with no terms is dropped
+        encoded = [(encode(question), weight) for encode, weight in sides if weight > 0]
+        return [(vector, weight) for vector, weight in encoded if not vector.is_empty()]
+
+    def _encode_translations(self, question: str) -> SparseVector:
+        return self.sparse.encode_translations(self.lexicon.translate(question))
 
     def keywords_match(self, question: str) -> bool:
         if hangul_share(question) >= KOREAN_QUERY_SHARE:

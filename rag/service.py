@@ -14,10 +14,11 @@ from functools import cached_property
 from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
 from rag.config import Settings
 from rag.embeddings import Embedder, FakeEmbedder, SentenceTransformerEmbedder
+from rag.lexicon import load_lexicon
 from rag.llm import LLM, Message, complete, create_llm
 from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
 from rag.retrieve import Retriever
-from rag.sparse import ANALYZER_VERSION, SparseEncoder
+from rag.sparse import ANALYZER_VERSION, ENGLISH_STOPWORDS, SparseEncoder
 from rag.store import CollectionSpec, QdrantStore
 from rag.types import Answer, ChatTurn, Hit, SearchFilters
 
@@ -76,7 +77,11 @@ class RagService:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.sparse, self.settings.retrieval_settings())
+        retrieval = self.settings.retrieval_settings()
+        lexicon = None
+        if retrieval.translation_weight() > 0:
+            lexicon = load_lexicon(self.settings.lexicon_path(), ENGLISH_STOPWORDS)
+        return Retriever(self.store, self.embedder, self.sparse, retrieval, lexicon)
 
     @property
     def llm(self) -> LLM | None:

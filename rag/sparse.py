@@ -28,7 +28,11 @@ from typing import TYPE_CHECKING
 from rag.transliteration import english_keys, hangul_key, looks_borrowed, usable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kiwipiepy import Kiwi, Token
+
+    from rag.lexicon import Translation
 
 ANALYZER_VERSION = "kiwi-bigram-snowball-1"
 # Sound keys only add terms, so a collection built without them still opens and answers as before; the
@@ -56,7 +60,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 BIGRAM_WEIGHT = 0.5  # a bigram is weaker evidence than a whole morpheme
 
-_ENGLISH_STOPWORDS = frozenset(
+ENGLISH_STOPWORDS = frozenset(
     [
         "a",
         "about",
@@ -276,7 +280,7 @@ class TermAnalyzer:
 
     def english_sound_keys(self, text: str) -> set[str]:
         """Sound keys of an English question's words, to look for their Korean transliterations."""
-        return {SOUND_KEY_PREFIX + key for key in english_keys(text, _ENGLISH_STOPWORDS)}
+        return {SOUND_KEY_PREFIX + key for key in english_keys(text, ENGLISH_STOPWORDS)}
 
     def _add_korean_terms(self, text: str, tokens: list[Token], counts: defaultdict[str, float]) -> None:
         for token in tokens:
@@ -295,7 +299,7 @@ class TermAnalyzer:
     def _add_latin_terms(self, text: str, counts: defaultdict[str, float]) -> None:
         for word in _LATIN_WORD.findall(text):
             for part in re.split(r"[-'’]", word.lower()):
-                if len(part) < 2 or part in _ENGLISH_STOPWORDS:
+                if len(part) < 2 or part in ENGLISH_STOPWORDS:
                     continue
                 counts[self._stemmer.stemWord(part)] += 1.0
 
@@ -383,6 +387,21 @@ class SparseEncoder:
             index = term_id(term)
             # a bigram term keeps its lower weight; repeated query words do not count twice
             weights[index] = max(weights.get(index, 0.0), min(tf, 1.0))
+        return _to_vector(weights)
+
+    def encode_translations(self, translations: Sequence[Translation]) -> SparseVector:
+        """Korean nouns translating an English question's words (rag/lexicon.py), as the Korean analyser indexes
+        them (a compound 공동의장 as 공동 + 의장, no bigrams): each English word's translations share a weight of
+        1, so a word with six senses weighs no more than a word with one."""
+        weights: dict[int, float] = {}
+        for translation in translations:
+            share = 1.0 / len(translation.korean)
+            for korean in translation.korean:
+                for term in self.analyzer.terms(korean):
+                    if term.startswith("#"):
+                        continue
+                    index = term_id(term)
+                    weights[index] = max(weights.get(index, 0.0), share)
         return _to_vector(weights)
 
     def encode_sound_query(self, text: str) -> SparseVector:

@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from rag.__main__ import main as rag_main
-from rag.config import Settings, load_settings
+from rag.config import MEASURED_TRANSLATION_WEIGHTS, Settings, load_settings
 from rag.errors import ConfigurationError
 
 
@@ -59,6 +59,7 @@ def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert payload["collection"] == "news"
     # values measured per embedding model are shown as they apply, not as "unset"
     assert payload["retrieval"]["sparse_weight_sound"] == 0.5
+    assert payload["retrieval"]["sparse_weight_translation"] == 0.5
     assert payload["answer"]["min_evidence_score_korean"] == 0.85
 
 
@@ -120,3 +121,16 @@ def test_sound_key_weight_follows_the_embedding_model() -> None:
     settings.retrieval.sparse_weight_sound = 0.0  # set explicitly (0 turns the side off): wins
     settings.models.embedding = "embeddinggemma-300m"
     assert settings.retrieval_settings().sparse_weight_sound == 0.0
+
+
+def test_translation_weight_follows_the_embedding_model() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.retrieval.sparse_weight_translation is None
+    assert settings.retrieval_settings().sparse_weight_translation == 0.5
+    assert settings.retrieval.translation_weight() == 0.5
+    settings.models.embedding = "embeddinggemma-300m"
+    gemma = MEASURED_TRANSLATION_WEIGHTS["embeddinggemma-300m"]
+    assert settings.retrieval_settings().sparse_weight_translation == gemma
+    settings.retrieval.sparse_weight_translation = 0.0
+    assert settings.retrieval_settings().sparse_weight_translation == 0.0
+    assert settings.lexicon_path() == settings.models.dir / "lexicon" / "en-ko-sino.tsv"

@@ -1,10 +1,11 @@
 """Which keyword side takes part: the question's own terms (by its script, then by what the collection knows),
-else the sound keys of its words at the lower weight."""
+else the sound keys and the Korean translations of its words at lower weights."""
 
 from __future__ import annotations
 
 from ingest.pipeline import build_ingestor
 from rag.config import RetrievalSettings
+from rag.lexicon import Lexicon
 from rag.service import RagService
 from rag.types import Article
 
@@ -19,8 +20,14 @@ ENGLISH = Article(
 
 
 def _weights(service: RagService) -> RetrievalSettings:
+    # translations at 0: these tests are about the other sides (the lexicon's own tests come below)
     return service.settings.retrieval.model_copy(
-        update={"sparse_weight_korean": 2.0, "sparse_weight_other": 0.0, "sparse_weight_sound": 0.5}
+        update={
+            "sparse_weight_korean": 2.0,
+            "sparse_weight_other": 0.0,
+            "sparse_weight_sound": 0.5,
+            "sparse_weight_translation": 0.0,
+        }
     )
 
 
@@ -31,6 +38,21 @@ def _side(service: RagService, question: str) -> tuple[str, float]:
         return "terms", weight
     assert vector == service.sparse.encode_sound_query(question)
     return "sound", weight
+
+
+def test_english_question_over_korean_articles_is_also_searched_by_translation(fake_service: RagService) -> None:
+    audit = Article(id="audit", title="감사 결과", text="감사원은 철도공사 감사 결과를 발표했다.")
+    build_ingestor(fake_service).ingest_articles([KOREAN, audit])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service).model_copy(update={"sparse_weight_translation": 0.5})
+    retriever.lexicon = Lexicon({"audit": ("감사", "청강"), "railway": ("철도",)})
+    sides = retriever.keyword_sides_for("Who audits the railway?")
+    translated = fake_service.sparse.encode_translations(retriever.lexicon.translate("Who audits the railway?"))
+    assert (translated, 0.5) in sides
+    assert fake_service.store.search_sparse(translated, limit=5)[0].chunk.article_id == "audit"
+    # a Korean question, or a question no word of which the lexicon knows, gets no translated side
+    assert _side(fake_service, "철도 감사는?") == ("terms", 2.0)
+    assert all(weight != 0.5 or vector != translated for vector, weight in retriever.keyword_sides_for("Xyzzy?"))
 
 
 def test_hangul_questions_always_get_the_keyword_side(fake_service: RagService) -> None:
