@@ -27,7 +27,7 @@ import snowballstemmer
 logger = logging.getLogger(__name__)
 
 LEXICON_VERSION = "jmdict-kanjidic-ko-1"
-MAX_TRANSLATIONS = 6  # per English word: more only spreads its weight over rarer senses
+MAX_TRANSLATIONS = 6  # per English word; 3 or 10 measured a little lower (README, "Translated keywords")
 # English prefixes that Korean renders as a word of its own: co-chair → 공동의장, co-host → 공동주최
 PREFIX_TRANSLATIONS: dict[str, tuple[str, ...]] = {"co": ("공동",)}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*(?:-[A-Za-z]+)*")
@@ -112,11 +112,19 @@ class NoLexicon(Lexicon):
 
 
 def load_lexicon(path: Path, stopwords: frozenset[str] = frozenset()) -> Lexicon:
+    """The lexicon at `path`; a missing or unreadable one is a warning, not an error: answers still work, English
+    questions over Korean articles just lose one clue."""
+    without = "English questions over Korean articles are searched without translated keywords"
     if not path.is_file():
+        logger.warning("no English→Korean lexicon at %s: %s; run `python -m rag models` to provision it", path, without)
+        return NoLexicon()
+    try:
+        return Lexicon.load(path, stopwords)
+    except (OSError, UnicodeDecodeError) as exc:
         logger.warning(
-            "no English→Korean lexicon at %s: English questions over Korean articles are searched without "
-            "translated keywords; run `python -m rag models` to provision it",
+            "the English→Korean lexicon %s cannot be read (%s): %s; delete it and run `python -m rag models`",
             path,
+            exc,
+            without,
         )
         return NoLexicon()
-    return Lexicon.load(path, stopwords)

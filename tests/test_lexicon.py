@@ -67,6 +67,13 @@ def test_a_missing_lexicon_translates_nothing_and_says_how_to_get_it(
     assert "python -m rag models" in caplog.text
 
 
+def test_an_unreadable_lexicon_is_a_warning_not_a_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "lexicon.tsv"
+    broken.write_bytes(b"audit\t\xff\xfe\x00garbage\t2\n")
+    assert isinstance(load_lexicon(broken), NoLexicon)
+    assert "cannot be read" in caplog.text and "python -m rag models" in caplog.text
+
+
 def test_translations_share_one_unit_of_weight_per_english_word(lexicon: Lexicon) -> None:
     vector = SparseEncoder().encode_translations(lexicon.translate("Who co-chairs the audit?"))
     weights = dict(zip(vector.indices, vector.values, strict=True))
