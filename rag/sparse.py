@@ -59,6 +59,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'’\-]*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 BIGRAM_WEIGHT = 0.5  # a bigram is weaker evidence than a whole morpheme
+BIGRAM_PREFIX = "#"  # keeps a bigram term apart from a one-syllable-pair morpheme of the same letters
 
 ENGLISH_STOPWORDS = frozenset(
     [
@@ -294,7 +295,7 @@ class TermAnalyzer:
                 counts[token.form.lower()] += 1.0
         for run in _HANGUL_RUN.findall(text):
             for i in range(len(run) - 1):
-                counts["#" + run[i : i + 2]] += BIGRAM_WEIGHT
+                counts[BIGRAM_PREFIX + run[i : i + 2]] += BIGRAM_WEIGHT
 
     def _add_latin_terms(self, text: str, counts: defaultdict[str, float]) -> None:
         for word in _LATIN_WORD.findall(text):
@@ -339,6 +340,9 @@ class SparseEncoder:
     def __init__(self, k1: float = 1.2, b: float = 0.75, average_length: float = 120.0) -> None:
         self.k1, self.b, self.average_length = k1, b, average_length
         self.analyzer = TermAnalyzer()
+        # a translation's index terms, once per Korean word: kiwi runs under a lock that ingest holds too, so
+        # an English question should not queue behind an ingest to analyse the same few nouns again
+        self._noun_term_ids = lru_cache(maxsize=20_000)(self._morpheme_term_ids)
 
     def encode_document(self, text: str) -> SparseVector:
         return self.encode_article([text])[0]
@@ -397,12 +401,12 @@ class SparseEncoder:
         for translation in translations:
             share = 1.0 / len(translation.korean)
             for korean in translation.korean:
-                for term in self.analyzer.terms(korean):
-                    if term.startswith("#"):
-                        continue
-                    index = term_id(term)
+                for index in self._noun_term_ids(korean):
                     weights[index] = max(weights.get(index, 0.0), share)
         return _to_vector(weights)
+
+    def _morpheme_term_ids(self, korean: str) -> tuple[int, ...]:
+        return tuple(term_id(term) for term in self.analyzer.terms(korean) if not term.startswith(BIGRAM_PREFIX))
 
     def encode_sound_query(self, text: str) -> SparseVector:
         """The sound keys of an English question, 1.0 each (see rag/transliteration.py)."""
