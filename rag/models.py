@@ -163,7 +163,7 @@ def ensure_embedding_model(models_dir: Path, *, source: Path | None = None, veri
     try:
         _convert_embedding_model(source, staging)
         _write_provenance(staging)
-        _apply_default_permissions(staging)
+        apply_default_permissions(staging)
         replace_directory(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -310,7 +310,7 @@ def _write_provenance(folder: Path) -> None:
     )
 
 
-def _apply_default_permissions(root: Path) -> None:
+def apply_default_permissions(root: Path) -> None:
     """mkdtemp creates a private (0700) folder; give it the modes a plain mkdir would (umask applied)."""
     umask = os.umask(0)
     os.umask(umask)

@@ -13,7 +13,7 @@ from functools import cached_property
 
 from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
 from rag.config import Settings
-from rag.embeddings import Embedder, FakeEmbedder, SentenceTransformerEmbedder
+from rag.embeddings import Embedder, FakeEmbedder, load_embedder
 from rag.lexicon import load_lexicon
 from rag.llm import LLM, Message, complete, create_llm
 from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
@@ -54,8 +54,9 @@ class RagService:
 
             configure_offline_environment()
             started = time.perf_counter()
-            self._embedder = SentenceTransformerEmbedder(
+            self._embedder = load_embedder(
                 self.settings.embedding_model_location(),
+                backend=self.settings.models.embedding_backend,
                 query_prefix=self.settings.models.query_prefix,
                 passage_prefix=self.settings.models.passage_prefix,
                 batch_size=self.settings.models.embedding_batch_size,

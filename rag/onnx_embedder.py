@@ -1,0 +1,173 @@
+"""Dense embeddings through ONNX Runtime, from the export that rag/onnx_export.py writes into a model folder.
+
+Same contract as SentenceTransformerEmbedder (prompts from the folder, unit vectors, tokens counted in the
+model's tokenizer); only the engine differs. Small calls (a question, a few sentences) and large ones
+(ingest batches) run on separate sessions, each with its own thread count: ONNX Runtime fixes the count per
+session, and a question must stay on `query_threads` (one by default) so it does not stall when the other
+core is busy, while an ingest wants every core. The large session is created on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.embeddings import SMALL_CALL_TEXTS, Matrix, model_identity
+from rag.errors import ModelProvisioningError
+from rag.onnx_export import INPUT_NAMES, MODEL_FILE, export_dir, is_exported, read_marker
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class OnnxSession:
+    """One ONNX Runtime session over a sentence-embedding graph (ids, mask) → unit vectors, with the folder's
+    tokenizer: texts in, vectors out. Texts longer than `max_tokens` are cut there, as sentence-transformers
+    does."""
+
+    def __init__(self, model_folder: Path, onnx_file: Path, *, threads: int, max_tokens: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # idle workers must not spin: on 2 cores they would take the core a concurrent ingest or LLM needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+            raise ModelProvisioningError(
+                f"cannot load the ONNX export {onnx_file} ({exc}); delete {onnx_file.parent} and run "
+                "`python -m rag models` to export it again, or set RAG_MODELS_EMBEDDING_BACKEND=torch"
+            ) from exc
+        self._tokenizer = load_tokenizer(model_folder)
+        self.max_tokens = max_tokens or read_max_tokens(model_folder)
+        self._tokenizer.enable_truncation(self.max_tokens)
+        self._tokenizer.no_padding()
+
+    def run(self, texts: list[str]) -> Matrix:
+        encodings = self._tokenizer.encode_batch(texts)
+        width = max(len(encoding.ids) for encoding in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        (vectors,) = self._session.run(None, dict(zip(INPUT_NAMES, (ids, mask), strict=True)))
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class OnnxEmbedder:
+    """A sentence-transformers folder holding an ONNX export (`python -m rag models` writes one for
+    EmbeddingGemma). Prefixes left as None are the folder's own prompts, as for SentenceTransformerEmbedder."""
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+        query_threads: int | None = 1,
+    ) -> None:
+        self._folder = Path(model_path)
+        if not is_exported(self._folder):
+            raise ModelProvisioningError(
+                f"{self._folder} has no ONNX export; run `python -m rag models --embedding {self._folder.name}` "
+                "(`make models-embeddinggemma`) to write it, or set RAG_MODELS_EMBEDDING_BACKEND=torch"
+            )
+        self._onnx_file = export_dir(self._folder) / MODEL_FILE
+        self.batch_size = batch_size
+        self.threads = threads or 1
+        self.query_threads = query_threads or self.threads
+        prompts = read_prompts(self._folder)
+        self.query_prefix: str = query_prefix if query_prefix is not None else prompts.get("query", "")
+        self.passage_prefix: str = (
+            passage_prefix if passage_prefix is not None else prompts.get("document", prompts.get("passage", ""))
+        )
+        self.max_tokens = read_max_tokens(self._folder)
+        self._sessions: dict[int, OnnxSession] = {}
+        self._sessions_lock = threading.Lock()
+        query_session = self._session(self.query_threads)  # loaded now, so a broken export fails at start-up
+        self._counter = load_tokenizer(self._folder)  # untruncated: counts are for chunk budgets
+        dimension = (read_marker(self._folder) or {}).get("dimension")
+        self.dimension = int(dimension) if isinstance(dimension, int) else int(query_session.run(["x"]).shape[1])
+        # the weights decide the vectors; the export reproduces them (cosine ≥ 0.999), so collections
+        # embedded through torch and through ONNX are the same model's
+        self.model_id = model_identity(self._folder)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> Matrix:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(self.passage_prefix + text).ids)
+
+    def _encode(self, texts: list[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        session = self._session(self.query_threads if len(texts) <= SMALL_CALL_TEXTS else self.threads)
+        # batches of similar length waste little on padding (sentence-transformers does the same)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            vectors[rows] = session.run([texts[i] for i in rows])
+        return vectors
+
+    def _session(self, threads: int) -> OnnxSession:
+        with self._sessions_lock:
+            if threads not in self._sessions:
+                self._sessions[threads] = OnnxSession(
+                    self._folder, self._onnx_file, threads=threads, max_tokens=self.max_tokens
+                )
+            return self._sessions[threads]
+
+
+def load_tokenizer(model_folder: Path) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(model_folder / "tokenizer.json"))
+    except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
+        raise ModelProvisioningError(
+            f"cannot read {model_folder / 'tokenizer.json'} ({exc}); provision the model again with "
+            "`python -m rag models`"
+        ) from exc
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def read_prompts(model_folder: Path) -> dict[str, str]:
+    prompts = _read_json(model_folder / "config_sentence_transformers.json").get("prompts") or {}
+    return {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
+
+
+def read_max_tokens(model_folder: Path) -> int:
+    value = _read_json(model_folder / "sentence_bert_config.json").get("max_seq_length")
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MAX_TOKENS
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
