@@ -32,7 +32,8 @@ models: setup
 models-llm: setup
 	$(PYTHON) -m rag models --llm
 
-# the optional stronger embedding model (RAG_MODELS_EMBEDDING=embeddinggemma-300m); the tests use it too
+# the default embedding model and its ONNX export (`make models` provisions it as configured; the tests need
+# it whatever RAG_MODELS_EMBEDDING says)
 models-embeddinggemma: setup
 	$(PYTHON) -m rag models --embedding embeddinggemma-300m
 

@@ -1,8 +1,9 @@
 """The plain llama-index pipeline a user would write first, as a retrieval baseline.
 
 `VectorStoreIndex.from_documents` with the default `SentenceSplitter` (1024 tiktoken tokens, 200 overlap),
-the default in-memory `SimpleVectorStore`, the default embedding batch of 10 texts, and the same e5 model
-as ours behind a small `BaseEmbedding` adapter (llama-index-embeddings-huggingface is not a dependency).
+the default in-memory `SimpleVectorStore`, the default embedding batch of 10 texts, and the same embedding
+model as ours (EmbeddingGemma by default, e5 in the figures up to session 7) behind a small `BaseEmbedding`
+adapter (llama-index-embeddings-huggingface is not a dependency).
 
 Prefixes: `HuggingFaceEmbedding(model_name="intfloat/multilingual-e5-small")` adds no instruction for e5
 (llama-index only knows instructions for BGE and Instructor models and overrides the model's own prompts

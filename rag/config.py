@@ -18,7 +18,13 @@ from rag.errors import ConfigurationError
 
 LLMBackendName = Literal["local", "openai", "none"]
 EmbeddingBackendName = Literal["auto", "torch", "onnx"]
-DEFAULT_EMBEDDING = "multilingual-e5-small"
+E5_EMBEDDING = "multilingual-e5-small"
+GEMMA_EMBEDDING = "embeddinggemma-300m"
+# EmbeddingGemma: first for all six sample questions among 2,372 Korean articles (e5: 3), better cross-lingual
+# recall, and through its ONNX export (rag/onnx_export.py) as quick per question as e5 through torch
+DEFAULT_EMBEDDING = GEMMA_EMBEDDING
+# settings measured per model fall back to e5's for a model never measured (its values came first)
+UNMEASURED_FALLBACK = E5_EMBEDDING
 
 
 class RefusalThresholds(NamedTuple):
@@ -37,8 +43,8 @@ class RefusalThresholds(NamedTuple):
 # unrelated hand-written questions over the FOMC statements: e5's best cut-off; EmbeddingGemma separates them
 # completely and gets the midpoint (README, "Refusal thresholds").
 MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
-    DEFAULT_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
-    "embeddinggemma-300m": RefusalThresholds(korean=0.44, other=0.35, english=0.31),
+    E5_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
+    GEMMA_EMBEDDING: RefusalThresholds(korean=0.44, other=0.35, english=0.31),
 }
 
 
@@ -46,13 +52,13 @@ MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
 # English questions over Korean text well itself needs less help. e5-small: sentences (dev) recall@1 0.825 →
 # 0.836 and stories (held-out) 0.554 → 0.602 at 0.5 (at 1 both fall below dense). EmbeddingGemma: at 0.5 both
 # fall below its dense side (0.947 → 0.918, 0.828 → 0.824); at 0.125 sentences stay at 0.947, stories 0.830.
-MEASURED_SOUND_WEIGHTS: dict[str, float] = {DEFAULT_EMBEDDING: 0.5, "embeddinggemma-300m": 0.125}
+MEASURED_SOUND_WEIGHTS: dict[str, float] = {E5_EMBEDDING: 0.5, GEMMA_EMBEDDING: 0.125}
 
 # Weight of the translated-keyword side (rag/lexicon.py) per embedding model, measured the same way. e5-small:
 # sentences (dev) recall@1 with sound keys alone 0.836; translations at 0.25 / 0.5 / 0.75 / 1: 0.876 / 0.892 /
 # 0.872 / 0.847; held-out stories 0.602 → 0.706 at 0.5. EmbeddingGemma: sentences 0.947 → 0.952 at 0.125 (0.951 at
 # 0.25, where the sample article's "Who audits the alliance?" fell from 1st to 3rd), stories 0.830 → 0.844.
-MEASURED_TRANSLATION_WEIGHTS: dict[str, float] = {DEFAULT_EMBEDDING: 0.5, "embeddinggemma-300m": 0.125}
+MEASURED_TRANSLATION_WEIGHTS: dict[str, float] = {E5_EMBEDDING: 0.5, GEMMA_EMBEDDING: 0.125}
 
 
 class ModelSettings(BaseModel):
@@ -62,9 +68,10 @@ class ModelSettings(BaseModel):
     embedding: str = Field(
         DEFAULT_EMBEDDING,
         description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
-        "folder, or (on a machine that reaches a model hub) a hub id. `embeddinggemma-300m` is provisioned "
-        "by `python -m rag models` when named here: far better for English questions over Korean text, ~4x "
-        "slower to embed. `fake` selects a deterministic hashing embedder for tests (no model files, no quality).",
+        "folder, or (on a machine that reaches a model hub) a hub id. `embeddinggemma-300m` (the default, "
+        "Gemma terms of use) and `multilingual-e5-small` (MIT; a quarter of the size, ingests faster, weaker "
+        "for English questions over Korean text) are provisioned by `python -m rag models`. `fake` selects a "
+        "deterministic hashing embedder for tests (no model files, no quality).",
     )
     embedding_backend: EmbeddingBackendName = Field(
         "auto",
@@ -192,12 +199,12 @@ class RetrievalSettings(BaseModel):
     def sound_weight(self) -> float:
         """The sound side's weight: as set, else e5's (Settings.retrieval_settings() fills in the model's own)."""
         weight = self.sparse_weight_sound
-        return weight if weight is not None else MEASURED_SOUND_WEIGHTS[DEFAULT_EMBEDDING]
+        return weight if weight is not None else MEASURED_SOUND_WEIGHTS[UNMEASURED_FALLBACK]
 
     def translation_weight(self) -> float:
         """The translated-keyword side's weight: as set, else e5's (see sound_weight)."""
         weight = self.sparse_weight_translation
-        return weight if weight is not None else MEASURED_TRANSLATION_WEIGHTS[DEFAULT_EMBEDDING]
+        return weight if weight is not None else MEASURED_TRANSLATION_WEIGHTS[UNMEASURED_FALLBACK]
 
 
 class AnswerSettings(BaseModel):
@@ -245,7 +252,7 @@ class AnswerSettings(BaseModel):
         """The cut-off for a question (Korean or not) against evidence (Korean or not; by default in the
         question's own script for a Korean question, Korean for any other)."""
         evidence_korean = True if evidence_korean is None else evidence_korean
-        measured = MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING]
+        measured = MEASURED_EVIDENCE_THRESHOLDS[UNMEASURED_FALLBACK]
         if korean and evidence_korean:
             value, default = self.min_evidence_score_korean, measured.korean
         elif not korean and not evidence_korean:
@@ -325,9 +332,9 @@ class Settings(BaseSettings):
                 "no refusal thresholds measured for embedding model %s; using %s's. Measure them with "
                 "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER / _ENGLISH",
                 model,
-                DEFAULT_EMBEDDING,
+                UNMEASURED_FALLBACK,
             )
-        measured = MEASURED_EVIDENCE_THRESHOLDS.get(model, MEASURED_EVIDENCE_THRESHOLDS[DEFAULT_EMBEDDING])
+        measured = MEASURED_EVIDENCE_THRESHOLDS.get(model, MEASURED_EVIDENCE_THRESHOLDS[UNMEASURED_FALLBACK])
         for name, value in zip(fields, (measured.korean, measured.other, measured.english), strict=True):
             if getattr(answer, name) is None:
                 answer = answer.model_copy(update={name: value})
@@ -344,7 +351,7 @@ class Settings(BaseSettings):
             ("sparse_weight_translation", MEASURED_TRANSLATION_WEIGHTS),
         ):
             if getattr(retrieval, name) is None:
-                updates[name] = measured.get(model, measured[DEFAULT_EMBEDDING])
+                updates[name] = measured.get(model, measured[UNMEASURED_FALLBACK])
         return retrieval.model_copy(update=updates) if updates else retrieval
 
     def lexicon_path(self) -> Path:

@@ -125,8 +125,9 @@ class QdrantStore:
         if stored is not None and stored != spec.fingerprint:
             raise CollectionMismatchError(
                 f"collection '{self.collection}' was built with other embedding/chunking settings "
-                f"({stored}) than the current ones ({spec.fingerprint}); use another collection name "
-                "(--collection / RAG_COLLECTION) or delete it and ingest again"
+                f"({stored}) than the current ones ({spec.fingerprint}); set RAG_MODELS_EMBEDDING back to the "
+                "model it names (the default changed from multilingual-e5-small to embeddinggemma-300m in "
+                "2026-11), use another collection name (--collection / RAG_COLLECTION), or delete it and ingest again"
             )
 
     def stored_fingerprint(self) -> str | None:

@@ -12,7 +12,7 @@ from rag.cli import limit_native_threads
 
 limit_native_threads()
 
-from rag.config import AnswerSettings, QdrantSettings, Settings  # noqa: E402
+from rag.config import E5_EMBEDDING, AnswerSettings, QdrantSettings, Settings  # noqa: E402
 from rag.embeddings import FakeEmbedder  # noqa: E402
 from rag.service import RagService  # noqa: E402
 
@@ -44,6 +44,9 @@ def make_settings(tmp_path: Path, **changes: object) -> Settings:
         qdrant=QdrantSettings(path=tmp_path / "qdrant"),
     )
     base.models.dir = models_dir()
+    # the slow suite's real model is the small one (quick to ingest into each test's collection); the default,
+    # EmbeddingGemma, has its own end-to-end tests (tests/test_embeddinggemma.py)
+    base.models.embedding = E5_EMBEDDING
     base.api.upload_dir = tmp_path / "uploads"
     return base.model_copy(update=changes)
 

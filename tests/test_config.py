@@ -58,9 +58,10 @@ def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert payload["api"]["key"] == "********"
     assert payload["collection"] == "news"
     # values measured per embedding model are shown as they apply, not as "unset"
-    assert payload["retrieval"]["sparse_weight_sound"] == 0.5
-    assert payload["retrieval"]["sparse_weight_translation"] == 0.5
-    assert payload["answer"]["min_evidence_score_korean"] == 0.85
+    assert payload["models"]["embedding"] == "embeddinggemma-300m"
+    assert payload["retrieval"]["sparse_weight_sound"] == 0.125
+    assert payload["retrieval"]["sparse_weight_translation"] == 0.125
+    assert payload["answer"]["min_evidence_score_korean"] == 0.44
 
 
 def test_bad_setting_makes_the_cli_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,6 +91,9 @@ def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCapture
     from rag.config import MEASURED_EVIDENCE_THRESHOLDS
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.models.embedding == "embeddinggemma-300m"  # the default
+    assert settings.answer_settings().min_evidence_score_korean == 0.44
+    settings.models.embedding = "multilingual-e5-small"
     e5 = settings.answer_settings()
     assert (e5.min_evidence_score(korean=True), e5.min_evidence_score(korean=False)) == (0.85, 0.745)
     # English over English text scores higher than across languages: its own cut-off
@@ -112,6 +116,8 @@ def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCapture
 def test_sound_key_weight_follows_the_embedding_model() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.retrieval.sparse_weight_sound is None  # unset: measured per model
+    assert settings.retrieval_settings().sparse_weight_sound == 0.125  # the default model's, EmbeddingGemma
+    settings.models.embedding = "multilingual-e5-small"
     assert settings.retrieval_settings().sparse_weight_sound == 0.5
     settings.models.embedding = "/opt/models/embeddinggemma-300m"  # a folder of that name counts as the model
     assert settings.retrieval_settings().sparse_weight_sound == 0.125
@@ -126,8 +132,9 @@ def test_sound_key_weight_follows_the_embedding_model() -> None:
 def test_translation_weight_follows_the_embedding_model() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.retrieval.sparse_weight_translation is None
+    settings.models.embedding = "multilingual-e5-small"
     assert settings.retrieval_settings().sparse_weight_translation == 0.5
-    assert settings.retrieval.translation_weight() == 0.5
+    assert settings.retrieval.translation_weight() == 0.5  # a RetrievalSettings used as is: e5's
     settings.models.embedding = "embeddinggemma-300m"
     gemma = MEASURED_TRANSLATION_WEIGHTS["embeddinggemma-300m"]
     assert settings.retrieval_settings().sparse_weight_translation == gemma

@@ -99,6 +99,7 @@ def test_cli_ask_json_matches_the_contract(sample_settings: Settings, extractive
         "RAG_QDRANT_PATH": str(sample_settings.qdrant.path),
         "RAG_COLLECTION": sample_settings.collection,
         "RAG_MODELS_DIR": str(sample_settings.models.dir),
+        "RAG_MODELS_EMBEDDING": sample_settings.models.embedding,  # the model the collection was built with
         "RAG_LLM_BACKEND": "none",
     }
     stored = SAMPLE_ARTICLE.read_text(encoding="utf-8")
