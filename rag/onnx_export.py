@@ -135,7 +135,7 @@ def _exporters_quiet() -> Iterator[None]:
     noisy = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "onnxruntime")]
     levels = [log.level for log in noisy]
     for log in noisy:
-        log.setLevel(logging.WARNING)
+        log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
     printed = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(printed):

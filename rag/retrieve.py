@@ -54,17 +54,22 @@ class Retriever:
         self.lexicon = lexicon or NoLexicon()
 
     def keyword_sides_for(self, question: str) -> list[tuple[SparseVector, float]]:
-        """The keyword queries and their fusion weights: the question's own terms when they can match (a Korean
-        question, or one chunk holds most of its words); otherwise its terms at the `other` weight (0 by
-        default), the sound keys of its words at the `sound` weight and their Korean translations at the
-        `translation` weight. Sides weighted 0 or without terms are left out."""
+        """The keyword queries and their fusion weights. A Korean question: its own terms. A question without
+        Hangul: its own terms at the Korean weight when one chunk holds most of its words, else at the `other`
+        weight (0 by default), plus the sound keys of its words at the `sound` weight and their Korean
+        translations at the `translation` weight either way: a collection can hold English items beside
+        Korean ones (bilingual headlines), and the Korean article may be the answer. Sides weighted 0 or
+        without terms are left out."""
         settings = self.settings
         sides: list[tuple[Callable[[str], SparseVector], float]]
-        if self.keywords_match(question):
+        if hangul_share(question) >= KOREAN_QUERY_SHARE:
             sides = [(self.sparse.encode_query, settings.sparse_weight_korean)]
         else:
+            own_weight = (
+                settings.sparse_weight_korean if self.keywords_match(question) else settings.sparse_weight_other
+            )
             sides = [
-                (self.sparse.encode_query, settings.sparse_weight_other),
+                (self.sparse.encode_query, own_weight),
                 (self.sparse.encode_sound_query, settings.sound_weight()),
                 (self._encode_translations, settings.translation_weight()),
             ]

@@ -1,5 +1,6 @@
-"""Which keyword side takes part: the question's own terms (by its script, then by what the collection knows),
-else the sound keys and the Korean translations of its words at lower weights."""
+"""Which keyword sides take part: a Korean question's own terms; for a question without Hangul its own terms
+at the Korean weight when one chunk holds most of its words (else at the `other` weight), plus the sound keys
+and the Korean translations of its words at lower weights."""
 
 from __future__ import annotations
 
@@ -31,13 +32,24 @@ def _weights(service: RagService) -> RetrievalSettings:
     )
 
 
+def _sides(service: RagService, question: str) -> list[tuple[str, float]]:
+    """Which keyword queries the retriever builds for `question` ("terms", "sound" or "translation"), with
+    their weights, in order."""
+    named = []
+    for vector, weight in service.retriever.keyword_sides_for(question):
+        if vector == service.sparse.encode_query(question):
+            named.append(("terms", weight))
+        elif vector == service.sparse.encode_sound_query(question):
+            named.append(("sound", weight))
+        else:
+            named.append(("translation", weight))
+    return named
+
+
 def _side(service: RagService, question: str) -> tuple[str, float]:
-    """Which keyword query the retriever builds for `question` ("terms" or "sound"), and its weight."""
-    [(vector, weight)] = service.retriever.keyword_sides_for(question)
-    if vector == service.sparse.encode_query(question):
-        return "terms", weight
-    assert vector == service.sparse.encode_sound_query(question)
-    return "sound", weight
+    """The one keyword query built for `question` (see _sides)."""
+    [side] = _sides(service, question)
+    return side
 
 
 def test_english_question_over_korean_articles_is_also_searched_by_translation(fake_service: RagService) -> None:
@@ -75,7 +87,9 @@ def test_english_question_over_english_articles_gets_the_keyword_side(fake_servi
     build_ingestor(fake_service).ingest_articles([KOREAN, ENGLISH])
     retriever = fake_service.retriever
     retriever.settings = _weights(fake_service)
-    assert _side(fake_service, "Did the Committee raise the federal funds rate?") == ("terms", 2.0)
+    # its own words at the Korean weight; sound keys (and translations) still take part, since a collection
+    # can hold English items beside Korean ones and the Korean article may be the answer
+    assert _sides(fake_service, "Did the Committee raise the federal funds rate?")[0] == ("terms", 2.0)
     assert _side(fake_service, "Who co-chairs the alliance?") == ("sound", 0.5)
     hits = retriever.retrieve("Did the Committee raise the federal funds rate?").hits
     assert hits[0].chunk.article_id == "en"
@@ -93,7 +107,8 @@ def test_english_words_scattered_over_korean_articles_do_not_engage_the_keyword_
     question = "When was the smart city alliance launched?"
     assert fake_service.store.keyword_coverage(fake_service.sparse.word_term_ids(question)) == 0.5
     assert _side(fake_service, question) == ("sound", 0.5)
-    assert _side(fake_service, "alliance launched") == ("terms", 2.0)  # one chunk holds both words
+    # one chunk holds both words: they are searched at the Korean weight, and by sound as before
+    assert _sides(fake_service, "alliance launched") == [("terms", 2.0), ("sound", 0.5)]
 
 
 def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) -> None:
@@ -124,3 +139,16 @@ def test_copies_of_one_text_show_once_and_remember_where_else_they_live(fake_ser
     assert {kept.chunk.article_id, *kept.copies_in} == {"outlet-a", "outlet-b"}
     ranked, _ = RagRanking(fake_service, "hybrid").rank("철도 안전 강화 대책")
     assert set(ranked[:2]) == {"outlet-a", "outlet-b"}  # either copy counts as found, at the same depth
+
+
+def test_english_words_in_a_bilingual_item_keep_the_translated_side(fake_service: RagService) -> None:
+    # Korean news carries English headlines beside Korean ones: one such item holds the question's words, but
+    # the Korean article that answers it is reached only through the translations
+    bilingual = Article(id="headline", title="Railway audits begin", text="Railway audits begin 철도 감사 시작")
+    audit = Article(id="audit", title="감사 결과", text="감사원은 철도공사 감사 결과를 발표했다.")
+    build_ingestor(fake_service).ingest_articles([bilingual, audit])
+    retriever = fake_service.retriever
+    retriever.settings = _weights(fake_service).model_copy(update={"sparse_weight_translation": 0.5})
+    retriever.lexicon = Lexicon({"audits": ("감사",), "railway": ("철도",)})
+    sides = _sides(fake_service, "railway audits")
+    assert sides[0] == ("terms", 2.0) and ("translation", 0.5) in sides  # (and sound keys, "railway" has one)
