@@ -190,10 +190,10 @@ class RetrievalSettings(BaseModel):
         0.6,
         ge=0,
         le=1,
-        description="A question without Hangul gets the keyword side at sparse_weight_korean when one chunk "
-        "holds at least this share of its keywords (an English question over English articles), else "
-        "sparse_weight_other and sparse_weight_sound. Known for the embedded store only; against a Qdrant server "
-        "the script rule applies.",
+        description="A question without Hangul has its own keywords searched at sparse_weight_korean when one "
+        "chunk holds at least this share of them (an English question over English articles), else at "
+        "sparse_weight_other; its sound and translation sides take part either way. Known for the embedded store "
+        "only; against a Qdrant server the script rule applies.",
     )
 
     def sound_weight(self) -> float:
