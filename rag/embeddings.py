@@ -10,7 +10,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -54,12 +54,38 @@ class Embedder(Protocol):
         ...
 
 
-class SentenceTransformerEmbedder:
-    """Any sentence-transformers folder; question and passage prefixes are added here, not by callers.
+def prompt_prefixes(
+    prompts: Mapping[str, str], query_prefix: str | None, passage_prefix: str | None
+) -> tuple[str, str]:
+    """The question and passage prefixes: as given, else the model folder's own prompts (`query`; `document` or
+    `passage`). e5 and EmbeddingGemma each lose quality without theirs, and they differ."""
+    query = query_prefix if query_prefix is not None else prompts.get("query", "")
+    passage = passage_prefix if passage_prefix is not None else prompts.get("document", prompts.get("passage", ""))
+    return query, passage
 
-    A prefix left as None is the folder's own prompt (`query`; `document` or `passage`): e5 and
-    EmbeddingGemma each lose quality without theirs, and they differ.
-    """
+
+class PrefixedEmbedder:
+    """The Embedder methods around one `_encode(texts)`: question and passage prefixes are added here, not by
+    callers, so every backend adds the same ones."""
+
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> Matrix:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def embed_documents(self, texts: list[str]) -> Matrix:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def _encode(self, texts: list[str]) -> Matrix:
+        raise NotImplementedError
+
+
+class SentenceTransformerEmbedder(PrefixedEmbedder):
+    """Any sentence-transformers folder, run by torch; prefixes unset are the folder's prompts."""
 
     def __init__(
         self,
@@ -76,22 +102,10 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path, threads)
         prompts: dict[str, str] = dict(getattr(self._model, "prompts", None) or {})
-        self.query_prefix: str = query_prefix if query_prefix is not None else prompts.get("query", "")
-        self.passage_prefix: str = (
-            passage_prefix if passage_prefix is not None else prompts.get("document", prompts.get("passage", ""))
-        )
+        self.query_prefix, self.passage_prefix = prompt_prefixes(prompts, query_prefix, passage_prefix)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
         self.model_id = model_identity(Path(model_path)) if Path(model_path).exists() else str(model_path)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_queries([text])[0]
-
-    def embed_queries(self, texts: list[str]) -> Matrix:
-        return self._encode([self.query_prefix + t for t in texts])
-
-    def embed_documents(self, texts: list[str]) -> Matrix:
-        return self._encode([self.passage_prefix + t for t in texts])
 
     def count_tokens(self, text: str) -> int:
         tokenizer = self._model.tokenizer

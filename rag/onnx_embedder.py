@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.embeddings import SMALL_CALL_TEXTS, Matrix, model_identity
+from rag.embeddings import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
 from rag.errors import ModelProvisioningError
 from rag.onnx_export import INPUT_NAMES, MODEL_FILE, export_dir, is_exported, read_marker
 
@@ -67,7 +67,7 @@ class OnnxSession:
         return np.asarray(vectors, dtype=np.float32)
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(PrefixedEmbedder):
     """A sentence-transformers folder holding an ONNX export (`python -m rag models` writes one for
     EmbeddingGemma). Prefixes left as None are the folder's own prompts, as for SentenceTransformerEmbedder."""
 
@@ -91,10 +91,8 @@ class OnnxEmbedder:
         self.batch_size = batch_size
         self.threads = threads or 1
         self.query_threads = query_threads or self.threads
-        prompts = read_prompts(self._folder)
-        self.query_prefix: str = query_prefix if query_prefix is not None else prompts.get("query", "")
-        self.passage_prefix: str = (
-            passage_prefix if passage_prefix is not None else prompts.get("document", prompts.get("passage", ""))
+        self.query_prefix, self.passage_prefix = prompt_prefixes(
+            read_prompts(self._folder), query_prefix, passage_prefix
         )
         self.max_tokens = read_max_tokens(self._folder)
         self._sessions: dict[int, OnnxSession] = {}
@@ -106,15 +104,6 @@ class OnnxEmbedder:
         # the weights decide the vectors; the export reproduces them (cosine ≥ 0.999), so collections
         # embedded through torch and through ONNX are the same model's
         self.model_id = model_identity(self._folder)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_queries([text])[0]
-
-    def embed_queries(self, texts: list[str]) -> Matrix:
-        return self._encode([self.query_prefix + t for t in texts])
-
-    def embed_documents(self, texts: list[str]) -> Matrix:
-        return self._encode([self.passage_prefix + t for t in texts])
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(self.passage_prefix + text).ids)
