@@ -91,6 +91,8 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
         llm=args.llm,
         embedding=args.embedding or settings.models.embedding,
         lexicon=settings.lexicon_path(),
+        # RAG_MODELS_EMBEDDING_BACKEND=torch: the ONNX export (~4.2 GB of memory to make) is not wanted
+        export_onnx=settings.models.embedding_backend != "torch",
     )
     if args.json:
         print_json({name: str(path) for name, path in paths.items()})

@@ -119,13 +119,19 @@ def _llama_index_static_dir() -> Path | None:
 
 
 def provision(
-    models_dir: Path, *, llm: bool, embedding: str = EMBEDDING_MODEL_NAME, lexicon: Path | None = None
+    models_dir: Path,
+    *,
+    llm: bool,
+    embedding: str = EMBEDDING_MODEL_NAME,
+    lexicon: Path | None = None,
+    export_onnx: bool = True,
 ) -> dict[str, Path]:
     """Make every model file the configuration needs available under `models_dir`.
 
     Returns the paths by role: "embedding" (multilingual-e5-small, always: 72 MB, converted in seconds, and what
     most slow tests use), "embeddinggemma" (with its ONNX export) when `embedding` names it, as the default
-    configuration does, "lexicon" (the English→Korean keyword lexicon,
+    configuration does (without the export when `export_onnx` is False: it needs ~4.2 GB of memory once),
+    "lexicon" (the English→Korean keyword lexicon,
     rag/lexicon_build.py) when a path for it is given, and "llm" (a GGUF) when `llm`.
     """
     logger.info("Provisioning models in %s", models_dir)
@@ -134,7 +140,7 @@ def provision(
     from rag import embeddinggemma
 
     if embedding == embeddinggemma.NAME:
-        paths["embeddinggemma"] = embeddinggemma.ensure_embeddinggemma(models_dir)
+        paths["embeddinggemma"] = embeddinggemma.ensure_embeddinggemma(models_dir, export_onnx=export_onnx)
     if lexicon is not None:
         from rag.lexicon_build import ensure_lexicon
 

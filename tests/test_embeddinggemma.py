@@ -123,6 +123,25 @@ def test_provision_builds_it_only_when_named(
     assert paths["embeddinggemma"] == tmp_path / "embeddinggemma-300m"
     assert gemma.is_provisioned(paths["embeddinggemma"])
     assert exported == [paths["embeddinggemma"]]  # the fast backend is part of provisioning it
+    models.provision(tmp_path, llm=False, embedding="embeddinggemma-300m", export_onnx=False)
+    assert exported == [paths["embeddinggemma"]]  # not asked for: not exported again
+
+
+def test_the_models_command_skips_the_export_for_the_torch_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.__main__ import main
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(models, "provision", lambda models_dir, **options: calls.append(options) or {})
+    monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path))
+    assert main(["models"]) == 0
+    monkeypatch.setenv("RAG_MODELS_EMBEDDING_BACKEND", "torch")
+    assert main(["models"]) == 0
+    assert [(c["embedding"], c["export_onnx"]) for c in calls] == [
+        ("embeddinggemma-300m", True),
+        ("embeddinggemma-300m", False),
+    ]
 
 
 @pytest.mark.slow
