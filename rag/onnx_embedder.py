@@ -1,10 +1,11 @@
 """Dense embeddings through ONNX Runtime, from the export that rag/onnx_export.py writes into a model folder.
 
 Same contract as SentenceTransformerEmbedder (prompts from the folder, unit vectors, tokens counted in the
-model's tokenizer); only the engine differs. Small calls (a question, a few sentences) and large ones
-(ingest batches) run on separate sessions, each with its own thread count: ONNX Runtime fixes the count per
-session, and a question must stay on `query_threads` (one by default) so it does not stall when the other
-core is busy, while an ingest wants every core. The large session is created on first use.
+model's tokenizer); only the engine differs. ONNX Runtime fixes the thread count per session, so small calls
+(a question, a few sentences) run on a session with `query_threads` and large ones (ingest batches) on one
+with `threads`, created on first use; with the default settings the two counts are equal and one session
+(one copy of the weights) serves both. Its workers do not spin, so two threads for a question cost little
+when the other core is busy (54 ms vs 61 ms on one thread, measured).
 """
 
 from __future__ import annotations
