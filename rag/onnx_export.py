@@ -91,12 +91,14 @@ def ensure_onnx_export(model_folder: Path) -> Path:
         full_precision = staging / "fp32" / "model.onnx"
         logger.info("Exporting %s to ONNX (about a minute, once)", model_folder.name)
         built = staging / EXPORT_DIR
+        model = _load_torch_model(model_folder)  # once: exported, then the reference for the check
         with _exporters_quiet():
-            _export(model_folder, full_precision)
+            _export(model, full_precision)
             logger.info("Storing its weights as %d-bit blocks", WEIGHT_BITS)
             _quantize(full_precision, built / MODEL_FILE)
         shutil.rmtree(full_precision.parent)
-        cosine, dimension = _compare_with_torch(model_folder, built / MODEL_FILE)
+        cosine, dimension = _compare_with_torch(model, model_folder, built / MODEL_FILE)
+        del model
         if cosine < MIN_COSINE:
             raise ModelProvisioningError(
                 f"the ONNX export of {model_folder} gives vectors at cosine {cosine:.4f} to torch's (need "
@@ -153,10 +155,8 @@ def _load_torch_model(model_folder: Path) -> Any:
     return SentenceTransformer(str(model_folder), device="cpu", local_files_only=True).eval()
 
 
-def _export(model_folder: Path, destination: Path) -> None:
+def _export(model: Any, destination: Path) -> None:
     import torch
-
-    model = _load_torch_model(model_folder)
 
     class _SentenceEmbedding(torch.nn.Module):
         """The whole sentence-transformers pipeline as one function of (ids, mask)."""
@@ -183,7 +183,7 @@ def _export(model_folder: Path, destination: Path) -> None:
             verbose=False,
         )
     if program is None:  # pragma: no cover - dynamo=True always returns a program
-        raise ModelProvisioningError(f"torch.onnx.export returned nothing for {model_folder}")
+        raise ModelProvisioningError(f"torch.onnx.export returned nothing for {destination}")
     destination.parent.mkdir(parents=True)
     program.save(str(destination), external_data=True)
 
@@ -201,12 +201,12 @@ def _quantize(source: Path, destination: Path) -> None:
     quantizer.model.save_model_to_file(str(destination), use_external_data_format=True)
 
 
-def _compare_with_torch(model_folder: Path, onnx_file: Path) -> tuple[float, int]:
+def _compare_with_torch(model: Any, model_folder: Path, onnx_file: Path) -> tuple[float, int]:
     """Lowest cosine between torch's and the export's vectors for CHECK_TEXTS (one padded batch), and the
     vector size."""
     from rag.onnx_embedder import OnnxSession
 
-    expected = _load_torch_model(model_folder).encode(list(CHECK_TEXTS), normalize_embeddings=True)
+    expected = model.encode(list(CHECK_TEXTS), normalize_embeddings=True, show_progress_bar=False)
     session = OnnxSession(model_folder, onnx_file, threads=2)
     actual = session.run(list(CHECK_TEXTS))
     cosines = np.sum(np.asarray(expected, dtype=np.float32) * actual, axis=1)

@@ -66,7 +66,9 @@ class Retriever:
             sides = [(self.sparse.encode_query, settings.sparse_weight_korean)]
         else:
             own_weight = (
-                settings.sparse_weight_korean if self.keywords_match(question) else settings.sparse_weight_other
+                settings.sparse_weight_korean
+                if self._one_chunk_holds_its_words(question)
+                else settings.sparse_weight_other
             )
             sides = [
                 (self.sparse.encode_query, own_weight),
@@ -80,9 +82,8 @@ class Retriever:
     def _encode_translations(self, question: str) -> SparseVector:
         return self.sparse.encode_translations(self.lexicon.translate(question))
 
-    def keywords_match(self, question: str) -> bool:
-        if hangul_share(question) >= KOREAN_QUERY_SHARE:
-            return True
+    def _one_chunk_holds_its_words(self, question: str) -> bool:
+        """A question without Hangul whose words one chunk mostly holds (see RetrievalSettings.keyword_coverage)."""
         coverage = self.store.keyword_coverage(self.sparse.word_term_ids(question))
         return coverage is not None and coverage >= self.settings.keyword_coverage
 
