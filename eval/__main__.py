@@ -17,7 +17,7 @@ from typing import Any  # noqa: E402
 
 from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
-from rag.embeddings import Embedder  # noqa: E402
+from rag.embed.base import Embedder  # noqa: E402
 from rag.errors import ConfigurationError, InputError, RagError  # noqa: E402
 
 

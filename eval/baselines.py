@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from eval.metrics import distinct_top_k
-from rag.embeddings import Embedder
+from rag.embed.base import Embedder
 from rag.types import Article
 
 
@@ -87,7 +87,7 @@ class LlamaIndexRanking:
     def build(
         cls, articles: Sequence[Article], embedder: Embedder, *, depth: int, max_docs: int, prefixes: bool = False
     ) -> LlamaIndexRanking:
-        from rag.models import configure_offline_environment
+        from rag.provision.e5 import configure_offline_environment
 
         configure_offline_environment()  # SentenceSplitter counts tiktoken tokens: the cache must be local
         from llama_index.core import VectorStoreIndex

@@ -48,7 +48,7 @@ from ingest.chunking import ChunkingPlan, chunk_article, embedding_text
 from ingest.loaders import LoadFailure, iter_documents, load_file
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
-from rag.embeddings import Embedder
+from rag.embed.base import Embedder
 from rag.errors import InputError
 from rag.service import RagService
 from rag.types import Article

@@ -28,10 +28,10 @@ from eval import metrics as m
 from eval.datasets import CorpusDocument, Question, load_eval_set, sample_questions
 from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
-from rag.embeddings import Embedder
+from rag.embed.base import Embedder
 from rag.errors import ConfigurationError, InputError
-from rag.lexicon import LEXICON_VERSION
 from rag.service import RagService
+from rag.text.lexicon import LEXICON_VERSION
 from rag.types import Answer, Article
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.sparse import get_kiwi
+from rag.text.analyzer import get_kiwi
 from rag.types import Article, Chunk, Span
 
 CHUNKER_VERSION = "kiwi-sent-pack-2"

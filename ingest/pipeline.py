@@ -20,11 +20,11 @@ from typing import Any
 
 from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedding_text
 from ingest.loaders import CsvColumns, LoadFailure, iter_documents
-from rag.embeddings import Embedder, Matrix
+from rag.embed.base import Embedder, Matrix
 from rag.errors import RagError
+from rag.search.store import QdrantStore
 from rag.service import RagService
-from rag.sparse import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
-from rag.store import QdrantStore
+from rag.text.analyzer import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
 from rag.types import Article, Chunk, without_surrogates
 
 logger = logging.getLogger(__name__)

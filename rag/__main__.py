@@ -84,7 +84,7 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.models import provision
+    from rag.provision.e5 import provision
 
     paths = provision(
         Path(settings.models.dir),

@@ -21,7 +21,7 @@ EmbeddingBackendName = Literal["auto", "torch", "onnx"]
 E5_EMBEDDING = "multilingual-e5-small"
 GEMMA_EMBEDDING = "embeddinggemma-300m"
 # EmbeddingGemma: first for all six sample questions among 2,372 Korean articles (e5: 3), better cross-lingual
-# recall, and through its ONNX export (rag/onnx_export.py) as quick per question as e5 through torch
+# recall, and through its ONNX export (rag/provision/onnx_export.py) as quick per question as e5 through torch
 DEFAULT_EMBEDDING = GEMMA_EMBEDDING
 # settings measured per model fall back to e5's for a model never measured (its values came first)
 UNMEASURED_FALLBACK = E5_EMBEDDING
@@ -54,7 +54,7 @@ MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
 # fall below its dense side (0.947 → 0.918, 0.828 → 0.824); at 0.125 sentences stay at 0.947, stories 0.830.
 MEASURED_SOUND_WEIGHTS: dict[str, float] = {E5_EMBEDDING: 0.5, GEMMA_EMBEDDING: 0.125}
 
-# Weight of the translated-keyword side (rag/lexicon.py) per embedding model, measured the same way. e5-small:
+# Weight of the translated-keyword side (rag/text/lexicon.py) per embedding model, measured the same way. e5-small:
 # sentences (dev) recall@1 with sound keys alone 0.836; translations at 0.25 / 0.5 / 0.75 / 1: 0.876 / 0.892 /
 # 0.872 / 0.847; held-out stories 0.602 → 0.706 at 0.5. EmbeddingGemma: sentences 0.947 → 0.952 at 0.125 (0.951 at
 # 0.25, where the sample article's "Who audits the alliance?" fell from 1st to 3rd), stories 0.830 → 0.844.
@@ -173,7 +173,7 @@ class RetrievalSettings(BaseModel):
         ge=0,
         description="Weight of the sound-key side for questions without Hangul whose keywords the collection "
         "mostly lacks: their words' transliteration keys against the borrowed nouns of Korean articles "
-        "(alliance ↔ 얼라이언스, rag/transliteration.py); 0 turns it off. Unset: measured per embedding model, "
+        "(alliance ↔ 얼라이언스, rag/text/transliteration.py); 0 turns it off. Unset: measured per embedding model, "
         "0.5 for e5-small, 0.125 for EmbeddingGemma (make bench-retrieval: English sentences → the Korean story "
         "holding their twin, e5 recall@1 dense 0.554, with this side at 0.5 0.602, at 1 0.522).",
     )
@@ -181,7 +181,7 @@ class RetrievalSettings(BaseModel):
         None,
         ge=0,
         description="Weight of the translated-keyword side for the same questions: their words' Sino-Korean "
-        "translations from the provisioned lexicon (audit → 감사, chair → 의장, budget → 예산; rag/lexicon.py) "
+        "translations from the provisioned lexicon (audit → 감사, chair → 의장, budget → 예산; rag/text/lexicon.py) "
         "against the Korean articles' own terms; 0 turns it off. Unset: measured per embedding model, 0.5 for "
         "e5-small, 0.125 for EmbeddingGemma (make bench-retrieval, English sentences → their Korean twin, e5 "
         "recall@1 0.836 → 0.892).",

@@ -11,15 +11,15 @@ import time
 from collections.abc import Iterator
 from functools import cached_property
 
-from rag.answer import Answerer, AnswerEvent, EvidenceSelector, refusal
+from rag.answer.answerer import Answerer, AnswerEvent, EvidenceSelector, refusal
+from rag.answer.llm import LLM, Message, complete, create_llm
+from rag.answer.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
 from rag.config import Settings
-from rag.embeddings import Embedder, FakeEmbedder, load_embedder
-from rag.lexicon import load_lexicon
-from rag.llm import LLM, Message, complete, create_llm
-from rag.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
-from rag.retrieve import Retriever
-from rag.sparse import ANALYZER_VERSION, ENGLISH_STOPWORDS, SparseEncoder
-from rag.store import CollectionSpec, QdrantStore
+from rag.embed.base import Embedder, FakeEmbedder, load_embedder
+from rag.search.retrieve import Retriever
+from rag.search.store import CollectionSpec, QdrantStore
+from rag.text.analyzer import ANALYZER_VERSION, ENGLISH_STOPWORDS, SparseEncoder
+from rag.text.lexicon import load_lexicon
 from rag.types import Answer, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class RagService:
         if self._embedder is None and self.settings.models.embedding == FAKE_EMBEDDING:
             self._embedder = FakeEmbedder()
         if self._embedder is None:
-            from rag.models import configure_offline_environment
+            from rag.provision.e5 import configure_offline_environment
 
             configure_offline_environment()
             started = time.perf_counter()

@@ -13,7 +13,7 @@ from rag.cli import limit_native_threads
 limit_native_threads()
 
 from rag.config import E5_EMBEDDING, AnswerSettings, QdrantSettings, Settings  # noqa: E402
-from rag.embeddings import FakeEmbedder  # noqa: E402
+from rag.embed.base import FakeEmbedder  # noqa: E402
 from rag.service import RagService  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def fake_service(settings: Settings) -> Iterator[RagService]:
 
 @pytest.fixture(scope="session")
 def real_model_path() -> Path:
-    from rag.models import configure_offline_environment, ensure_embedding_model
+    from rag.provision.e5 import configure_offline_environment, ensure_embedding_model
 
     configure_offline_environment()
     return ensure_embedding_model(models_dir())
@@ -79,7 +79,7 @@ def real_model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embed.base import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(real_model_path, threads=2)
 
@@ -88,8 +88,8 @@ def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
 def gemma_model_path() -> Path:
     """EmbeddingGemma-300M, provisioned as `python -m rag models --embedding embeddinggemma-300m` does
     (`make test` runs that first; here it is a cheap check)."""
-    from rag.embeddinggemma import ensure_embeddinggemma
-    from rag.models import configure_offline_environment
+    from rag.provision.e5 import configure_offline_environment
+    from rag.provision.gemma import ensure_embeddinggemma
 
     configure_offline_environment()
     return ensure_embeddinggemma(models_dir())

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.pipeline import build_ingestor
+from rag.answer.llm import Message, ScriptedLLM
+from rag.answer.prompts import REFUSAL_SENTINEL
 from rag.config import Settings
-from rag.embeddings import FakeEmbedder
-from rag.llm import Message, ScriptedLLM
-from rag.prompts import REFUSAL_SENTINEL
+from rag.embed.base import FakeEmbedder
 from rag.service import RagService
 from rag.types import Answer, Article, ChatTurn
 
@@ -174,7 +174,7 @@ def test_streaming_yields_text_then_the_final_answer(settings_wide: Settings) ->
 def test_the_refusal_cut_off_follows_the_scripts_of_question_and_sentence() -> None:
     # e5 scores English over English text higher than English over Korean: 0.77 is a strong match across
     # languages but an unrelated one within English (measured over the FOMC statements)
-    from rag.answer import Answerer, Evidence
+    from rag.answer.answerer import Answerer, Evidence
     from rag.config import AnswerSettings, RefusalThresholds
     from rag.types import Chunk, Hit
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag import embeddinggemma as gemma
-from rag import models, onnx_export
 from rag.errors import ModelProvisioningError
+from rag.provision import e5 as models
+from rag.provision import gemma, onnx_export
 
 WEIGHTS = b"safetensors weights " * 100
 
@@ -150,7 +150,7 @@ def test_english_question_finds_the_korean_article_among_korean_news(tmp_path: P
     question among Korean news; EmbeddingGemma ranks it first (here among 80 news articles)."""
     from ingest.loaders import iter_documents, load_file
     from ingest.pipeline import build_ingestor
-    from rag.onnx_embedder import OnnxEmbedder
+    from rag.embed.onnx_embedder import OnnxEmbedder
     from rag.service import RagService
     from rag.types import Article
 
@@ -183,8 +183,8 @@ def test_the_onnx_backend_gives_torchs_vectors_and_token_counts(gemma_model_path
     """Collections embedded through either backend must serve the other: same prompts, same token counts
     (chunk budgets), vectors within cosine 0.999, on texts the export was not checked with (long, mixed,
     batched with padding, one alone)."""
-    from rag.embeddings import SentenceTransformerEmbedder, load_embedder
-    from rag.onnx_embedder import OnnxEmbedder
+    from rag.embed.base import SentenceTransformerEmbedder, load_embedder
+    from rag.embed.onnx_embedder import OnnxEmbedder
 
     from .conftest import SAMPLE_ARTICLE
 

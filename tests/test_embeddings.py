@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from rag.embeddings import FakeEmbedder
+from rag.embed.base import FakeEmbedder
 
 
 @pytest.mark.slow

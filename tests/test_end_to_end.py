@@ -13,9 +13,9 @@ import pytest
 
 from ingest.pipeline import build_ingestor
 from rag.config import LLMSettings, Settings
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embed.base import SentenceTransformerEmbedder
 from rag.service import RagService
-from rag.sparse import hangul_share
+from rag.text.analyzer import hangul_share
 
 from .conftest import PROJECT_ROOT, SAMPLE_ARTICLE, make_settings
 

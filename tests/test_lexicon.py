@@ -1,5 +1,5 @@
-"""The English→Korean lexicon: how it is read and used (rag/lexicon.py) and how it is built from a
-JMdict/KANJIDIC2 database (rag/lexicon_build.py), on a miniature database with the real schema's tables."""
+"""The English→Korean lexicon: how it is read and used (rag/text/lexicon.py) and how it is built from a
+JMdict/KANJIDIC2 database (rag/provision/lexicon_build.py), on a miniature database with the real schema's tables."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import lexicon_build
 from rag.errors import ModelProvisioningError
-from rag.lexicon import LEXICON_VERSION, Lexicon, NoLexicon, load_lexicon
-from rag.sparse import ENGLISH_STOPWORDS, SparseEncoder, term_id
+from rag.provision import lexicon_build
+from rag.text.analyzer import ENGLISH_STOPWORDS, SparseEncoder, term_id
+from rag.text.lexicon import LEXICON_VERSION, Lexicon, NoLexicon, load_lexicon
 
 ROWS = """\
 audit\t감사\t2

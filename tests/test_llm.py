@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
+from rag.answer.llm import OpenAICompatibleLLM, complete, create_llm
 from rag.config import Settings
 from rag.errors import ConfigurationError, LLMError, ModelProvisioningError
-from rag.llm import OpenAICompatibleLLM, complete, create_llm
 
 
 def _llm_with(handler: httpx.MockTransport) -> OpenAICompatibleLLM:

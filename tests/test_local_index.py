@@ -1,7 +1,7 @@
 """The embedded store's in-process scoring must rank exactly as Qdrant's own query API does.
 
 Real Korean and English news (a slice of ../shared/data), the fake embedder, real Qdrant local mode: the
-same queries go once through rag/local_index.py and once through qdrant-client's query API on the same
+same queries go once through rag/search/in_process_index.py and once through qdrant-client's query API on the same
 collection, and the rankings and scores are compared.
 """
 
@@ -17,10 +17,10 @@ import pytest
 from ingest.loaders import iter_documents
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
-from rag.embeddings import FakeEmbedder
-from rag.local_index import IndexedPoint, InProcessIndex
+from rag.embed.base import FakeEmbedder
+from rag.search.in_process_index import IndexedPoint, InProcessIndex
+from rag.search.store import QdrantStore
 from rag.service import RagService
-from rag.store import QdrantStore
 from rag.types import Article, SearchFilters
 from tests.conftest import shared_data_dir
 
@@ -186,7 +186,7 @@ def test_empty_index_answers_nothing(tmp_path: Path) -> None:
     [((1, 2), [1, 2]), ((1, 0.5), [2, 1]), ((1, 0.75), [4, 3]), ((1, 0.5, 0.5), [2, 1, 1]), ((1, 0.1), [8, 1])],
 )
 def test_dbsf_weights_become_listings_in_proportion(weights: tuple[float, ...], listings: list[int]) -> None:
-    from rag.store import _repeats
+    from rag.search.store import _repeats
 
     assert [_repeats("dbsf", w, weights) for w in weights] == listings
     assert [_repeats("rrf", w, weights) for w in weights] == [1] * len(weights)  # RRF takes real weights

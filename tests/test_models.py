@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag import models
 from rag.errors import ModelProvisioningError
+from rag.provision import e5 as models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import onnx_export
 from rag.config import Settings
-from rag.embeddings import load_embedder
+from rag.embed.base import load_embedder
 from rag.errors import ModelProvisioningError
+from rag.provision import onnx_export
 
 
 def _write_export(folder: Path, *, version: str = onnx_export.EXPORT_VERSION) -> Path:
@@ -130,7 +130,7 @@ def _tiny_model(folder: Path, *, max_seq_length: int = 6) -> Path:
 def test_onnx_embedder_pads_batches_and_keeps_the_callers_order(tmp_path: Path) -> None:
     import numpy as np
 
-    from rag.onnx_embedder import OnnxEmbedder
+    from rag.embed.onnx_embedder import OnnxEmbedder
 
     embedder = load_embedder(str(_tiny_model(tmp_path / "tiny")), batch_size=2, threads=2)
     assert isinstance(embedder, OnnxEmbedder)  # `auto` took the export

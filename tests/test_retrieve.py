@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ingest.pipeline import build_ingestor
 from rag.config import RetrievalSettings
-from rag.lexicon import Lexicon
 from rag.service import RagService
+from rag.text.lexicon import Lexicon
 from rag.types import Article
 
 KOREAN = Article(
@@ -112,7 +112,7 @@ def test_english_words_scattered_over_korean_articles_do_not_engage_the_keyword_
 
 
 def test_warm_up_builds_what_the_first_question_needs(fake_service: RagService) -> None:
-    from rag.sparse import get_kiwi
+    from rag.text.analyzer import get_kiwi
 
     build_ingestor(fake_service).ingest_articles([KOREAN])
     fake_service.store._index = None  # as after a restart

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rag.sparse import SparseEncoder, TermAnalyzer, hangul_share, term_id
+from rag.text.analyzer import SparseEncoder, TermAnalyzer, hangul_share, term_id
 
 
 def test_korean_terms_keep_content_morphemes_and_drop_particles() -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
-from rag.embeddings import FakeEmbedder
+from rag.embed.base import FakeEmbedder
 from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
+from rag.search.store import QdrantStore
 from rag.service import RagService
-from rag.store import QdrantStore
 from rag.types import Article, SearchFilters, chunk_point_id
 
 

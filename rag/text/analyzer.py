@@ -8,7 +8,7 @@ Analysis, per language (FINDINGS.md #4-#6):
   plus character bigrams of each Hangul run, because kiwi can split an unknown proper noun differently
   in a question (`이큐브랩의` → 이/큐브/랩/의) than in the article (`이큐브랩`). Bigrams are weighted lower.
 - English and other Latin text: lower-cased, stop words dropped, Snowball (Porter2) stemmed.
-- Sound keys (rag/transliteration.py): a Korean document also carries the consonant skeleton of each noun
+- Sound keys (rag/text/transliteration.py): a Korean document also carries the consonant skeleton of each noun
   that looks borrowed (얼라이언스 → `~LNS`), and an English question can be turned into the skeletons of its
   words (alliance → `~LNS`), so an English question finds the Korean article that transliterates its words.
   Keys are counted per article and do not count towards a chunk's length (see SparseEncoder.encode_article).
@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from rag.transliteration import english_keys, hangul_key, looks_borrowed, usable
+from rag.text.transliteration import english_keys, hangul_key, looks_borrowed, usable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from kiwipiepy import Kiwi, Token
 
-    from rag.lexicon import Translation
+    from rag.text.lexicon import Translation
 
 ANALYZER_VERSION = "kiwi-bigram-snowball-1"
 # Sound keys only add terms, so a collection built without them still opens and answers as before; the
@@ -394,7 +394,7 @@ class SparseEncoder:
         return _to_vector(weights)
 
     def encode_translations(self, translations: Sequence[Translation]) -> SparseVector:
-        """Korean nouns translating an English question's words (rag/lexicon.py), as the Korean analyser indexes
+        """Korean nouns translating an English question's words (rag/text/lexicon.py), as the Korean analyser indexes
         them (a compound 공동의장 as 공동 + 의장, no bigrams): each English word's translations share a weight of
         1, so a word with six senses weighs no more than a word with one."""
         weights: dict[int, float] = {}
@@ -409,7 +409,7 @@ class SparseEncoder:
         return tuple(term_id(term) for term in self.analyzer.terms(korean) if not term.startswith(BIGRAM_PREFIX))
 
     def encode_sound_query(self, text: str) -> SparseVector:
-        """The sound keys of an English question, 1.0 each (see rag/transliteration.py)."""
+        """The sound keys of an English question, 1.0 each (see rag/text/transliteration.py)."""
         return _to_vector({term_id(key): 1.0 for key in self.analyzer.english_sound_keys(text)})
 
 

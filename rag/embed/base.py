@@ -22,7 +22,7 @@ from rag.errors import ModelProvisioningError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from rag.onnx_embedder import OnnxEmbedder
+    from rag.embed.onnx_embedder import OnnxEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +192,14 @@ def load_embedder(
     query_threads: int | None = None,
 ) -> Embedder:
     """The embedder for a model folder (or hub id) and backend: `onnx` runs the folder's ONNX export
-    (rag/onnx_embedder.py), `torch` sentence-transformers; `auto` takes the export when the folder holds one.
+    (rag/embed/onnx_embedder.py), `torch` sentence-transformers; `auto` takes the export when the folder holds one.
     `query_threads` None: one for torch, `threads` for ONNX Runtime (see ModelSettings.query_threads)."""
     if backend not in EMBEDDING_BACKENDS:
         choices = ", ".join(EMBEDDING_BACKENDS)
         raise ModelProvisioningError(f"unknown embedding backend {backend!r}; use one of {choices}")
     engine: type[SentenceTransformerEmbedder] | type[OnnxEmbedder] = SentenceTransformerEmbedder
     if backend == "onnx" or (backend == "auto" and _has_onnx_export(Path(location))):
-        from rag.onnx_embedder import OnnxEmbedder
+        from rag.embed.onnx_embedder import OnnxEmbedder
 
         engine = OnnxEmbedder
     if query_threads is None:  # torch's workers spin and stall under load; ONNX Runtime's are told not to
@@ -215,7 +215,7 @@ def load_embedder(
 
 
 def _has_onnx_export(folder: Path) -> bool:
-    from rag.onnx_export import is_exported
+    from rag.provision.onnx_export import is_exported
 
     return folder.is_dir() and is_exported(folder)
 

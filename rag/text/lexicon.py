@@ -1,18 +1,18 @@
 """English words → the Sino-Korean nouns that translate them, for English questions over Korean articles.
 
-Sound keys (rag/transliteration.py) find the Korean words that *transliterate* an English one (alliance ↔
+Sound keys (rag/text/transliteration.py) find the Korean words that *transliterate* an English one (alliance ↔
 얼라이언스); most of a Korean news article's vocabulary is Sino-Korean instead (감사 "audit", 의장 "chair", 예산
 "budget"), and a small multilingual embedding model misses those links when the article sits among thousands.
 No English–Korean dictionary ships in a package, but an English–Japanese one does (JMdict, in `jamdict-data`),
 and Japanese and Korean share most of their Sino-Xenic vocabulary: 監査 is kansa in Japanese and 감사 in Korean,
-議長 gichō and 의장. So the setup step (`python -m rag models`, rag/lexicon_build.py) turns JMdict's kanji
+議長 gichō and 의장. So the setup step (`python -m rag models`, rag/provision/lexicon_build.py) turns JMdict's kanji
 words into Hangul through KANJIDIC2's Korean readings, keeps the ones the Korean morphological analyser knows
 as nouns, and writes `english stem → Korean nouns` as a small TSV this module reads.
 
 A translation is a clue, not an answer: 監査 is also "auditing a class" (청강), Japanese and Korean drift apart
 on some words, and a common word has many translations. So a word's translations share one unit of query
 weight (a rare wrong one cannot outweigh the word), and the side joins the fusion at a low weight
-(rag/retrieve.py) next to the dense side, which decides the order among the articles this side brings.
+(rag/search/retrieve.py) next to the dense side, which decides the order among the articles this side brings.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Translation:
 
 
 class Lexicon:
-    """`english stem (or two stems) → Korean nouns`, read from the TSV rag/lexicon_build.py writes."""
+    """`english stem (or two stems) → Korean nouns`, read from the TSV rag/provision/lexicon_build.py writes."""
 
     def __init__(self, entries: dict[str, tuple[str, ...]], stopwords: frozenset[str] = frozenset()) -> None:
         self.entries = entries

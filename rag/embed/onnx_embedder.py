@@ -1,4 +1,4 @@
-"""Dense embeddings through ONNX Runtime, from the export that rag/onnx_export.py writes into a model folder.
+"""Dense embeddings through ONNX Runtime, from the export that rag/provision/onnx_export.py writes into a model folder.
 
 Same contract as SentenceTransformerEmbedder (prompts from the folder, unit vectors, tokens counted in the
 model's tokenizer); only the engine differs. ONNX Runtime fixes the thread count per session, so small calls
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.embeddings import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
+from rag.embed.base import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
 from rag.errors import ModelProvisioningError
-from rag.onnx_export import INPUT_NAMES, MODEL_FILE, export_dir, is_exported, read_marker
+from rag.provision.onnx_export import INPUT_NAMES, MODEL_FILE, export_dir, is_exported, read_marker
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.config import AnswerSettings
-from rag.embeddings import Embedder
-from rag.llm import LLM, Message
-from rag.prompts import (
+from rag.answer.llm import LLM, Message
+from rag.answer.prompts import (
     ANSWER_SYSTEM,
     ANSWER_USER,
     REFUSAL_MESSAGE_EN,
@@ -26,7 +24,9 @@ from rag.prompts import (
     quote_evidence,
     render,
 )
-from rag.sparse import TermAnalyzer, hangul_share
+from rag.config import AnswerSettings
+from rag.embed.base import Embedder
+from rag.text.analyzer import TermAnalyzer, hangul_share
 from rag.types import Answer, Citation, Hit
 
 LEXICAL_WEIGHT = 0.15  # how much exact keyword overlap adds to a sentence's cosine similarity

@@ -2,7 +2,7 @@
 
 Why it exists: qdrant-client's embedded (local) mode scores sparse vectors in a pure-Python loop over every
 point, 150-280 ms per query on ~2,400 articles, which alone breaks the 50 ms retrieval budget. A Qdrant
-server scores them natively, so this index is used only for the embedded store (rag/store.py decides).
+server scores them natively, so this index is used only for the embedded store (rag/search/store.py decides).
 
 It reproduces Qdrant's own scoring so that both deployments rank alike (a test pins this against
 qdrant-client): cosine on normalised vectors; sparse dot product with the IDF modifier
