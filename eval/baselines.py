@@ -87,7 +87,7 @@ class LlamaIndexRanking:
     def build(
         cls, articles: Sequence[Article], embedder: Embedder, *, depth: int, max_docs: int, prefixes: bool = False
     ) -> LlamaIndexRanking:
-        from rag.provision.e5 import configure_offline_environment
+        from rag.offline import configure_offline_environment
 
         configure_offline_environment()  # SentenceSplitter counts tiktoken tokens: the cache must be local
         from llama_index.core import VectorStoreIndex

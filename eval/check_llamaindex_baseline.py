@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
     from eval.bench import KORQUAD, shared_file
     from eval.datasets import load_squad, sample_questions
-    from rag.provision.e5 import configure_offline_environment
+    from rag.offline import configure_offline_environment
 
     configure_offline_environment()  # local model folder, tiktoken cache inside llama-index-core
     corpus = args.corpus or shared_file(KORQUAD)

@@ -22,6 +22,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rag.files import staged_file
+
 __all__ = [
     "CorpusDocument",
     "Question",
@@ -98,14 +100,12 @@ def write_jsonl(path: PathLike, records: Iterable[BaseModel | Mapping[str, Any]]
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
     count = 0
-    with partial.open("w", encoding="utf-8", newline="\n") as out:
+    with staged_file(target) as partial, partial.open("w", encoding="utf-8", newline="\n") as out:
         for record in records:
             obj = record.model_dump(mode="json") if isinstance(record, BaseModel) else dict(record)
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
             count += 1
-    os.replace(partial, target)
     return count
 
 

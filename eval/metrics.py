@@ -20,6 +20,8 @@ import string
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+from rag.text.hangul import contains_any_hangul
+
 __all__ = [
     "answer_exact_match",
     "answer_f1",
@@ -43,8 +45,6 @@ __all__ = [
     "token_f1",
 ]
 
-# Hangul jamo, compatibility jamo, jamo extended A/B and precomposed syllables.
-_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]")
 
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
 
@@ -109,8 +109,8 @@ def ndcg_at_k(ranked_doc_ids: Sequence[str], relevant: Collection[str], k: int =
 
 
 def contains_hangul(text: str) -> bool:
-    """True if `text` has at least one Hangul character (syllable or jamo)."""
-    return _HANGUL.search(text) is not None
+    """True if `text` has at least one Hangul character (syllable or jamo, archaic jamo included)."""
+    return contains_any_hangul(text)
 
 
 def normalize_answer_korquad(s: str) -> str:

@@ -30,6 +30,7 @@ from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
 from rag.embed.base import Embedder
 from rag.errors import ConfigurationError, InputError
+from rag.files import staged_file
 from rag.service import RagService
 from rag.text.lexicon import LEXICON_VERSION
 from rag.types import Answer, Article
@@ -301,11 +302,9 @@ class ResultLog:
 
     def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
         """One line per question (drops superseded lines), written atomically."""
-        partial = self.path.with_name(self.path.name + ".partial")
-        with partial.open("w", encoding="utf-8", newline="\n") as out:
+        with staged_file(self.path) as partial, partial.open("w", encoding="utf-8", newline="\n") as out:
             for record in records:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(partial, self.path)
 
 
 def check_run_identity(out_dir: Path, identity: dict[str, Any], *, fresh: bool) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.text.analyzer import get_kiwi
+from rag.text.hangul import contains_syllable
 from rag.types import Article, Chunk, Span
 
 CHUNKER_VERSION = "kiwi-sent-pack-2"
@@ -25,7 +26,6 @@ MAX_KIWI_CHARS = 5_000  # longer lines reach kiwi in windows (see split_sentence
 # kiwi leaves English runs unsplit; break after . ! ? before a capital, digit or opening quote
 _LATIN_BOUNDARY = re.compile(r"(?<=[.!?])([\"'”’)]?)\s+(?=[A-Z0-9\"“‘(\[])")
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Co|Corp|Ltd|No|vs|etc|U\.S|e\.g|i\.e))\.$")
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _OPENING_BRACKETS, _CLOSING_BRACKETS = "([（［", ")]）］"
 # a bracket left open is closed within this many characters in real text; past it, the "(" was a stray
 MAX_BRACKETED_SENTENCE_CHARS = 400
@@ -77,7 +77,7 @@ def _split_latin_sentences(text: str, start: int, end: int) -> list[Span]:
         before = text[cursor : boundary.start()]
         # where the text is Korean, kiwi has already placed the boundaries: a "." before a digit there is a
         # dotted date ("2026. 7. 1.") or a list number, not a sentence end
-        if _ABBREVIATION.search(before) or _HANGUL.search(before):
+        if _ABBREVIATION.search(before) or contains_syllable(before):
             continue
         span = _trimmed(text, cursor, split_at)
         if span is not None:

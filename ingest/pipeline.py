@@ -22,9 +22,9 @@ from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedd
 from ingest.loaders import CsvColumns, LoadFailure, iter_documents
 from rag.embed.base import Embedder, Matrix
 from rag.errors import RagError
+from rag.search.sparse import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
 from rag.search.store import QdrantStore
 from rag.service import RagService
-from rag.text.analyzer import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
 from rag.types import Article, Chunk, without_surrogates
 
 logger = logging.getLogger(__name__)

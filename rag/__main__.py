@@ -8,14 +8,18 @@ limit_native_threads()
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
 
+from rag.calibration import E5_EMBEDDING, GEMMA_EMBEDDING  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
+from rag.provision.models import provision  # noqa: E402
+from rag.service import RagService  # noqa: E402
 from rag.types import SearchFilters  # noqa: E402
 
 
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--llm", action="store_true", help="also assemble the local LLM (GGUF, ~1.1 GB)")
     models.add_argument(
         "--embedding",
-        choices=["multilingual-e5-small", "embeddinggemma-300m"],
+        choices=[E5_EMBEDDING, GEMMA_EMBEDDING],
         help="also provision this embedding model: embeddinggemma-300m (~1.2 GB download, better across "
         "languages, plus its ONNX export for fast questions, ~2 min once); default: the one RAG_MODELS_EMBEDDING names",
     )
@@ -73,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> int:
-    import json
-
     payload = settings.masked()
     if args.json:
         print_json(payload)
@@ -84,8 +86,6 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.provision.e5 import provision
-
     paths = provision(
         Path(settings.models.dir),
         llm=args.llm,
@@ -103,8 +103,6 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ask(settings: Settings, args: argparse.Namespace) -> int:
-    from rag.service import RagService
-
     if args.top_k is not None and not 1 <= args.top_k <= 100:
         return fail("--top-k must be between 1 and 100")
     if not args.question.strip():

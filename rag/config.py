@@ -9,56 +9,24 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.calibration import (
+    DEFAULT_EMBEDDING,
+    FAKE_EMBEDDING,
+    LOCAL_LLM_FILE,
+    MEASURED_EVIDENCE_THRESHOLDS,
+    MEASURED_SOUND_WEIGHTS,
+    MEASURED_TRANSLATION_WEIGHTS,
+    UNMEASURED_FALLBACK,
+)
 from rag.errors import ConfigurationError
 
 LLMBackendName = Literal["local", "openai", "none"]
 EmbeddingBackendName = Literal["auto", "torch", "onnx"]
-E5_EMBEDDING = "multilingual-e5-small"
-GEMMA_EMBEDDING = "embeddinggemma-300m"
-# EmbeddingGemma: first for all six sample questions among 2,372 Korean articles (e5: 3), better cross-lingual
-# recall, and through its ONNX export (rag/provision/onnx_export.py) as quick per question as e5 through torch
-DEFAULT_EMBEDDING = GEMMA_EMBEDDING
-# settings measured per model fall back to e5's for a model never measured (its values came first)
-UNMEASURED_FALLBACK = E5_EMBEDDING
-
-
-class RefusalThresholds(NamedTuple):
-    """Cut-offs on the best evidence sentence's similarity, by the scripts of question and evidence: a model
-    scores a question against text in its own language higher than against a translation, so one number
-    refuses too little in one case or too much in the other."""
-
-    korean: float  # Korean question, Korean evidence: the best cut-off of `eval bench-refusal` (KorQuAD)
-    other: float  # across scripts (English question, Korean evidence, or the reverse)
-    english: float  # question and evidence without Hangul (English over English)
-
-
-# Per embedding model (each has its own similarity scale). `other`: below bench-refusal's best (its English
-# "questions" are full translations, closer to their twin than a question is to its answer), set between the
-# sample article's answerable English questions and unrelated ones. `english`: from 20 answerable and 20
-# unrelated hand-written questions over the FOMC statements: e5's best cut-off; EmbeddingGemma separates them
-# completely and gets the midpoint (README, "Refusal thresholds").
-MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
-    E5_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
-    GEMMA_EMBEDDING: RefusalThresholds(korean=0.44, other=0.35, english=0.31),
-}
-
-
-# Weight of the sound-key side per embedding model (make bench-retrieval, English→Korean): a model that reads
-# English questions over Korean text well itself needs less help. e5-small: sentences (dev) recall@1 0.825 →
-# 0.836 and stories (held-out) 0.554 → 0.602 at 0.5 (at 1 both fall below dense). EmbeddingGemma: at 0.5 both
-# fall below its dense side (0.947 → 0.918, 0.828 → 0.824); at 0.125 sentences stay at 0.947, stories 0.830.
-MEASURED_SOUND_WEIGHTS: dict[str, float] = {E5_EMBEDDING: 0.5, GEMMA_EMBEDDING: 0.125}
-
-# Weight of the translated-keyword side (rag/text/lexicon.py) per embedding model, measured the same way. e5-small:
-# sentences (dev) recall@1 with sound keys alone 0.836; translations at 0.25 / 0.5 / 0.75 / 1: 0.876 / 0.892 /
-# 0.872 / 0.847; held-out stories 0.602 → 0.706 at 0.5. EmbeddingGemma: sentences 0.947 → 0.952 at 0.125 (0.951 at
-# 0.25, where the sample article's "Who audits the alliance?" fell from 1st to 3rd), stories 0.830 → 0.844.
-MEASURED_TRANSLATION_WEIGHTS: dict[str, float] = {E5_EMBEDDING: 0.5, GEMMA_EMBEDDING: 0.125}
 
 
 class ModelSettings(BaseModel):
@@ -92,7 +60,7 @@ class ModelSettings(BaseModel):
         "prompt (`passage: ` for e5, `title: none | text: ` for EmbeddingGemma), else nothing.",
     )
     llm_file: str = Field(
-        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        LOCAL_LLM_FILE,
         description="GGUF file under `dir` (or absolute path) used by the `local` LLM backend.",
     )
     lexicon_file: str = Field(
@@ -327,7 +295,7 @@ class Settings(BaseSettings):
         if all(getattr(answer, name) is not None for name in fields):
             return answer
         model = Path(self.models.embedding).name
-        if model not in MEASURED_EVIDENCE_THRESHOLDS and model != "fake":
+        if model not in MEASURED_EVIDENCE_THRESHOLDS and model != FAKE_EMBEDDING:
             logging.getLogger(__name__).warning(
                 "no refusal thresholds measured for embedding model %s; using %s's. Measure them with "
                 "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER / _ENGLISH",

@@ -11,20 +11,25 @@ import time
 from collections.abc import Iterator
 from functools import cached_property
 
-from rag.answer.answerer import Answerer, AnswerEvent, EvidenceSelector, refusal
-from rag.answer.llm import LLM, Message, complete, create_llm
-from rag.answer.prompts import REWRITE_SYSTEM, REWRITE_USER, quote_evidence, render
+from rag.answer.answerer import Answerer, AnswerEvent, refusal
+from rag.answer.evidence import EvidenceSelector
+from rag.answer.followup import rewrite_follow_up
+from rag.answer.llm import LLM, create_llm
+from rag.calibration import FAKE_EMBEDDING
 from rag.config import Settings
-from rag.embed.base import Embedder, FakeEmbedder, load_embedder
+from rag.embed.base import Embedder
+from rag.embed.factory import load_embedder
+from rag.embed.fake import FakeEmbedder
+from rag.offline import configure_offline_environment
 from rag.search.retrieve import Retriever
+from rag.search.sparse import SparseEncoder
 from rag.search.store import CollectionSpec, QdrantStore
-from rag.text.analyzer import ANALYZER_VERSION, ENGLISH_STOPWORDS, SparseEncoder
+from rag.text.analyzer import ANALYZER_VERSION
 from rag.text.lexicon import load_lexicon
+from rag.text.stopwords import ENGLISH_STOPWORDS
 from rag.types import Answer, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
-
-FAKE_EMBEDDING = "fake"  # RAG_MODELS_EMBEDDING=fake: a deterministic hashing embedder, for tests and smoke runs
 
 
 class RagService:
@@ -50,8 +55,6 @@ class RagService:
         if self._embedder is None and self.settings.models.embedding == FAKE_EMBEDDING:
             self._embedder = FakeEmbedder()
         if self._embedder is None:
-            from rag.provision.e5 import configure_offline_environment
-
             configure_offline_environment()
             started = time.perf_counter()
             self._embedder = load_embedder(
@@ -174,29 +177,12 @@ class RagService:
             yield event
 
     def standalone_question(self, question: str, history: list[ChatTurn], timings: dict[str, float]) -> str:
-        """Follow-ups ("and who audits it?") rewritten with the conversation so retrieval sees the subject.
-
-        With an LLM the model rewrites; without one the previous user question is prepended, which keeps
-        its subject words in the query.
-        """
-        previous = [turn for turn in history if turn.content.strip()][-6:]
-        if not previous:
+        """Follow-ups ("and who audits it?") rewritten with the conversation so retrieval sees the subject
+        (rag/answer/followup.py); the time it took goes into `timings`."""
+        if not any(turn.content.strip() for turn in history):
             return question
         started = time.perf_counter()
-        if self.llm is None:
-            last_user = next((t.content for t in reversed(previous) if t.role == "user"), "")
-            rewritten = f"{last_user.strip()} {question}".strip()
-        else:
-            transcript = "\n".join(f"{turn.role}: {quote_evidence(turn.content)[:500]}" for turn in previous)
-            messages: list[Message] = [
-                {"role": "system", "content": REWRITE_SYSTEM},
-                {
-                    "role": "user",
-                    "content": render(REWRITE_USER, history=transcript, question=quote_evidence(question)),
-                },
-            ]
-            reply = complete(self.llm, messages, max_tokens=64).strip()
-            rewritten = (reply.splitlines()[0].strip() if reply else "") or question
+        rewritten = rewrite_follow_up(question, history, self.llm)
         timings["rewrite"] = round((time.perf_counter() - started) * 1000, 2)
         logger.debug("rewrote %r as %r", question, rewritten)
         return rewritten

@@ -12,8 +12,9 @@ from rag.cli import limit_native_threads
 
 limit_native_threads()
 
-from rag.config import E5_EMBEDDING, AnswerSettings, QdrantSettings, Settings  # noqa: E402
-from rag.embed.base import FakeEmbedder  # noqa: E402
+from rag.calibration import E5_EMBEDDING  # noqa: E402
+from rag.config import AnswerSettings, QdrantSettings, Settings  # noqa: E402
+from rag.embed.fake import FakeEmbedder  # noqa: E402
 from rag.service import RagService  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,8 @@ def fake_service(settings: Settings) -> Iterator[RagService]:
 
 @pytest.fixture(scope="session")
 def real_model_path() -> Path:
-    from rag.provision.e5 import configure_offline_environment, ensure_embedding_model
+    from rag.offline import configure_offline_environment
+    from rag.provision.e5 import ensure_embedding_model
 
     configure_offline_environment()
     return ensure_embedding_model(models_dir())
@@ -79,7 +81,7 @@ def real_model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
-    from rag.embed.base import SentenceTransformerEmbedder
+    from rag.embed.torch_embedder import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(real_model_path, threads=2)
 
@@ -88,7 +90,7 @@ def real_embedder(real_model_path: Path):  # type: ignore[no-untyped-def]
 def gemma_model_path() -> Path:
     """EmbeddingGemma-300M, provisioned as `python -m rag models --embedding embeddinggemma-300m` does
     (`make test` runs that first; here it is a cheap check)."""
-    from rag.provision.e5 import configure_offline_environment
+    from rag.offline import configure_offline_environment
     from rag.provision.gemma import ensure_embeddinggemma
 
     configure_offline_environment()

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.pipeline import build_ingestor
-from rag.answer.llm import Message, ScriptedLLM
+from rag.answer.llm import Message
 from rag.answer.prompts import REFUSAL_SENTINEL
 from rag.config import Settings
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 from rag.service import RagService
 from rag.types import Answer, Article, ChatTurn
+from tests.doubles import ScriptedLLM
 
 ARTICLE = Article(
     id="alliance",
@@ -174,8 +175,10 @@ def test_streaming_yields_text_then_the_final_answer(settings_wide: Settings) ->
 def test_the_refusal_cut_off_follows_the_scripts_of_question_and_sentence() -> None:
     # e5 scores English over English text higher than English over Korean: 0.77 is a strong match across
     # languages but an unrelated one within English (measured over the FOMC statements)
-    from rag.answer.answerer import Answerer, Evidence
-    from rag.config import AnswerSettings, RefusalThresholds
+    from rag.answer.answerer import Answerer
+    from rag.answer.evidence import Evidence
+    from rag.calibration import RefusalThresholds
+    from rag.config import AnswerSettings
     from rag.types import Chunk, Hit
 
     thresholds = RefusalThresholds(korean=0.85, other=0.745, english=0.80)

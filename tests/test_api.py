@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from app import create_app
 from ingest.pipeline import build_ingestor
 from rag.config import ApiSettings, Settings
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 from rag.service import RagService
 from rag.types import Article
 
@@ -249,7 +249,7 @@ def test_rejected_uploads_are_not_kept(client: TestClient, settings: Settings) -
 
 
 def test_streaming_answer_sends_tokens_then_the_answer(settings: Settings) -> None:
-    from rag.answer.llm import ScriptedLLM
+    from tests.doubles import ScriptedLLM
 
     service = RagService(
         settings, embedder=FakeEmbedder(), llm=ScriptedLLM("LG CNS와 이큐브랩이 공동의장사로 선임됐다 [1].")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import itertools
 
 from ingest.chunking import ChunkingPlan, chunk_article, embedding_text, split_sentences
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 from rag.types import Article
 
 from .conftest import SAMPLE_ARTICLE

@@ -7,7 +7,8 @@ import pytest
 from pydantic import BaseModel
 
 from rag.__main__ import main as rag_main
-from rag.config import MEASURED_TRANSLATION_WEIGHTS, Settings, load_settings
+from rag.calibration import MEASURED_TRANSLATION_WEIGHTS
+from rag.config import Settings, load_settings
 from rag.errors import ConfigurationError
 
 
@@ -88,7 +89,7 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCaptureFixture) -> None:
-    from rag.config import MEASURED_EVIDENCE_THRESHOLDS
+    from rag.calibration import MEASURED_EVIDENCE_THRESHOLDS
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.models.embedding == "embeddinggemma-300m"  # the default

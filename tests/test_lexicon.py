@@ -14,8 +14,9 @@ import pytest
 
 from rag.errors import ModelProvisioningError
 from rag.provision import lexicon_build
-from rag.text.analyzer import ENGLISH_STOPWORDS, SparseEncoder, term_id
+from rag.search.sparse import SparseEncoder, term_id
 from rag.text.lexicon import LEXICON_VERSION, Lexicon, NoLexicon, load_lexicon
+from rag.text.stopwords import ENGLISH_STOPWORDS
 
 ROWS = """\
 audit\t감사\t2

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest import loaders
 from ingest.cleaning import clean_scraped_text, normalize_text, parse_date, split_leading_date
 from ingest.loaders import (
     SUPPORTED_SUFFIXES,
@@ -17,6 +16,7 @@ from ingest.loaders import (
     discover_files,
     iter_documents,
     load_file,
+    registry,
 )
 from rag.types import Article
 
@@ -504,7 +504,7 @@ def test_binary_jsonl_is_one_failure_not_one_per_line(tmp_path: Path) -> None:
 
 
 def test_file_over_the_size_cap_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loaders, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(registry, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.txt"
     path.write_text("긴 본문입니다. " * 20, encoding="utf-8")
     failure = only_failure(path)

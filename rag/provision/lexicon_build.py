@@ -33,7 +33,10 @@ from pathlib import Path
 import snowballstemmer
 
 from rag.errors import ModelProvisioningError
-from rag.provision.e5 import pip_download, sha256_file
+from rag.files import staged_file
+from rag.provision.downloads import pip_download, sha256_file
+from rag.text.analyzer import get_kiwi
+from rag.text.hangul import compose, decompose
 from rag.text.lexicon import LEXICON_VERSION
 
 logger = logging.getLogger(__name__)
@@ -80,12 +83,10 @@ def ensure_lexicon(
         raise ModelProvisioningError(
             f"{ARCHIVE} does not have the expected sha256 {ARCHIVE_SHA256}; it was deleted, run the setup again."
         )
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".lexicon.") as work:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".lexicon.") as work, staged_file(target) as staging:
         database, licence = _unpack(archive, Path(work))
-        staging = Path(work) / target.name
         rows = build_lexicon(database, staging, noun_check=noun_check)
         shutil.copyfile(licence, target.parent / "LICENSE-EDRDG.md")
-        staging.replace(target)
     marker.write_text(LEXICON_VERSION + "\n", encoding="utf-8")
     archive.unlink()
     with contextlib.suppress(OSError):  # something else lives there; leave it
@@ -188,29 +189,20 @@ _RIEUL, _NIEUN, _IEUNG = 5, 2, 11  # initial consonant indices
 _YEO, _YU = 6, 17
 
 
-def _decompose(syllable: str) -> tuple[int, int, int]:
-    code = ord(syllable) - 0xAC00
-    return code // 588, (code % 588) // 28, code % 28
-
-
-def _compose(initial: int, vowel: int, final: int) -> str:
-    return chr(0xAC00 + (initial * 21 + vowel) * 28 + final)
-
-
 def _initial_variants(syllable: str) -> list[str]:
-    initial, vowel, final = _decompose(syllable)
+    initial, vowel, final = decompose(syllable)
     if initial == _RIEUL:
-        return [_compose(_IEUNG if vowel in _IY_VOWELS else _NIEUN, vowel, final)]
+        return [compose(_IEUNG if vowel in _IY_VOWELS else _NIEUN, vowel, final)]
     if initial == _NIEUN and vowel in _IY_VOWELS:
-        return [_compose(_IEUNG, vowel, final)]
+        return [compose(_IEUNG, vowel, final)]
     return []
 
 
 def _medial_variants(previous: str, syllable: str) -> list[str]:
-    initial, vowel, final = _decompose(syllable)
-    previous_final = _decompose(previous)[2]
+    initial, vowel, final = decompose(syllable)
+    previous_final = decompose(previous)[2]
     if initial == _RIEUL and vowel in (_YEO, _YU) and previous_final in (0, 4):  # after a vowel or ㄴ
-        return [_compose(_IEUNG, vowel, final)]
+        return [compose(_IEUNG, vowel, final)]
     return []
 
 
@@ -256,8 +248,6 @@ class KiwiNounCheck:
     """Is this Hangul string a noun kiwi's dictionary knows (or a compound of such nouns)?"""
 
     def __init__(self) -> None:
-        from rag.text.analyzer import get_kiwi
-
         self._kiwi = get_kiwi()
         self._cache: dict[str, bool] = {}
 

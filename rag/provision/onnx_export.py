@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -30,16 +29,20 @@ from typing import Any
 
 import numpy as np
 
+from rag.embed.onnx_embedder import (
+    EXPORT_VERSION,
+    INPUT_NAMES,
+    MARKER_FILE,
+    MODEL_FILE,
+    OnnxSession,
+    export_dir,
+    is_exported,
+)
 from rag.errors import ModelProvisioningError
-from rag.provision.e5 import apply_default_permissions, replace_directory
+from rag.files import staged_directory
 
 logger = logging.getLogger(__name__)
 
-EXPORT_DIR = "onnx"
-MODEL_FILE = "model_q8.onnx"
-MARKER_FILE = "export.json"
-EXPORT_VERSION = "st-onnx-matmulnbits8-b128-1"  # bump when the graph or the quantisation changes
-INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "sentence_embedding"
 WEIGHT_BITS = 8
 BLOCK_SIZE = 128  # 32: cosine 0.9997 but questions ~25% slower; 256: 0.998
@@ -54,30 +57,6 @@ CHECK_TEXTS = (
 )
 
 
-def export_dir(model_folder: Path) -> Path:
-    return model_folder / EXPORT_DIR
-
-
-def is_exported(model_folder: Path) -> bool:
-    """Cheap check: the graph and its weights are present and the marker names this exporter version."""
-    target = export_dir(model_folder)
-    marker = read_marker(model_folder)
-    return (
-        marker is not None
-        and marker.get("version") == EXPORT_VERSION
-        and (target / MODEL_FILE).is_file()
-        and (target / f"{MODEL_FILE}.data").is_file()
-    )
-
-
-def read_marker(model_folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((export_dir(model_folder) / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def ensure_onnx_export(model_folder: Path) -> Path:
     """Return `model_folder/onnx`, exporting and quantising the model there first if needed (~2 min, ~3 GB
     peak memory for EmbeddingGemma). Raises ModelProvisioningError if the export's vectors differ from torch's."""
@@ -86,11 +65,10 @@ def ensure_onnx_export(model_folder: Path) -> Path:
         logger.debug("ONNX export already at %s", target)
         return target
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=".onnx.", dir=model_folder))
-    try:
-        full_precision = staging / "fp32" / "model.onnx"
+    with staged_directory(target) as scratch:
+        full_precision = scratch / "fp32" / "model.onnx"
         logger.info("Exporting %s to ONNX (about a minute, once)", model_folder.name)
-        built = staging / EXPORT_DIR
+        built = scratch / target.name
         model = _load_torch_model(model_folder)  # once: exported, then the reference for the check
         with _exporters_quiet():
             _export(model, full_precision)
@@ -120,10 +98,6 @@ def ensure_onnx_export(model_folder: Path) -> Path:
             + "\n",
             encoding="utf-8",
         )
-        apply_default_permissions(built)
-        replace_directory(built, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info(
         "ONNX export ready in %.0f s: %s (cosine to torch ≥ %.4f)", time.perf_counter() - started, target, cosine
     )
@@ -204,8 +178,6 @@ def _quantize(source: Path, destination: Path) -> None:
 def _compare_with_torch(model: Any, model_folder: Path, onnx_file: Path) -> tuple[float, int]:
     """Lowest cosine between torch's and the export's vectors for CHECK_TEXTS (one padded batch), and the
     vector size."""
-    from rag.embed.onnx_embedder import OnnxSession
-
     expected = model.encode(list(CHECK_TEXTS), normalize_embeddings=True, show_progress_bar=False)
     session = OnnxSession(model_folder, onnx_file, threads=2)
     actual = session.run(list(CHECK_TEXTS))

@@ -24,14 +24,13 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embed.base import Embedder
+from rag.search.sparse import SparseEncoder, SparseVector
 from rag.search.store import QdrantStore
-from rag.text.analyzer import SparseEncoder, SparseVector, hangul_share
+from rag.text.hangul import is_korean
 from rag.text.lexicon import Lexicon, NoLexicon
 from rag.types import Hit, SearchFilters
 
 RetrievalMode = Literal["hybrid", "dense", "sparse"]
-
-KOREAN_QUERY_SHARE = 0.3  # share of Hangul letters from which a question counts as Korean
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Retriever:
         without terms are left out."""
         settings = self.settings
         sides: list[tuple[Callable[[str], SparseVector], float]]
-        if hangul_share(question) >= KOREAN_QUERY_SHARE:
+        if is_korean(question):
             sides = [(self.sparse.encode_query, settings.sparse_weight_korean)]
         else:
             own_weight = (

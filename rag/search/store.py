@@ -18,7 +18,6 @@ instead of silently mixing incomparable vectors.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import warnings
@@ -37,8 +36,17 @@ from rag.errors import (
     StoreLockedError,
 )
 from rag.search.in_process_index import IndexedPoint, InProcessIndex
-from rag.text.analyzer import SparseVector
-from rag.types import Article, Chunk, Hit, SearchFilters, Span, article_point_id
+from rag.search.payloads import (
+    StoredArticle,
+    article_payload,
+    build_filter,
+    chunk_from_payload,
+    chunk_payload,
+    parse_date,
+    stored_article,
+)
+from rag.search.sparse import SparseVector
+from rag.types import Article, Chunk, Hit, SearchFilters, article_point_id
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +65,6 @@ class CollectionSpec:
 
     dimension: int
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class StoredArticle:
-    article: Article
-    content_hash: str
-    chunk_count: int
 
 
 class QdrantStore:
@@ -183,7 +184,7 @@ class QdrantStore:
             m.PointStruct(
                 id=chunk.id,
                 vector={DENSE: vector.tolist(), SPARSE: m.SparseVector(indices=sv.indices, values=sv.values)},
-                payload=_chunk_payload(chunk),
+                payload=chunk_payload(chunk),
             )
             for chunk, vector, sv in zip(chunks, dense, sparse, strict=True)
         ]
@@ -193,7 +194,7 @@ class QdrantStore:
         record = m.PointStruct(
             id=article_point_id(article.id),
             vector={},
-            payload=_article_payload(article, content_hash, len(chunks)),
+            payload=article_payload(article, content_hash, len(chunks)),
         )
         self._client.upsert(self.articles_collection, points=[record], wait=True)
 
@@ -213,7 +214,7 @@ class QdrantStore:
 
     def get_article(self, article_id: str) -> StoredArticle | None:
         records = self._client.retrieve(self.articles_collection, ids=[article_point_id(article_id)])
-        return _stored_article(records[0].payload or {}) if records else None
+        return stored_article(records[0].payload or {}) if records else None
 
     def iter_articles(self, with_text: bool = False) -> Iterator[StoredArticle]:
         """Every committed article (text omitted unless asked: it is the bulk of the payload)."""
@@ -224,7 +225,7 @@ class QdrantStore:
                 self.articles_collection, limit=512, offset=offset, with_payload=selector
             )
             for record in records:
-                yield _stored_article(record.payload or {})
+                yield stored_article(record.payload or {})
             if offset is None:
                 return
 
@@ -270,7 +271,7 @@ class QdrantStore:
                 filters=filters,
             )
         m = self._m
-        query_filter = _build_filter(m, filters)
+        query_filter = build_filter(m, filters)
         prefetch = []
         if use_dense:
             dense_prefetch = m.Prefetch(query=dense_query.tolist(), using=DENSE, limit=candidates, filter=query_filter)
@@ -335,7 +336,7 @@ class QdrantStore:
             self.collection,
             query=query,
             using=using,
-            query_filter=_build_filter(self._m, filters),
+            query_filter=build_filter(self._m, filters),
             limit=limit,
             with_payload=True,
             with_vectors=[DENSE] if dense_query is not None else False,
@@ -391,7 +392,7 @@ class QdrantStore:
             record = by_id.get(pid)
             if record is not None:
                 dense_score = index.cosine(pid, dense_query) if dense_query is not None else None
-                hits.append(Hit(chunk=_chunk_from_payload(record.payload or {}), score=score, dense_score=dense_score))
+                hits.append(Hit(chunk=chunk_from_payload(record.payload or {}), score=score, dense_score=dense_score))
         return hits
 
     def _local_index(self) -> InProcessIndex:
@@ -429,7 +430,7 @@ class QdrantStore:
                         sparse_indices=list(sparse.indices) if sparse is not None else [],
                         sparse_values=list(sparse.values) if sparse is not None else [],
                         source=payload.get("source"),
-                        date=_parse_date(payload.get("date")),
+                        date=parse_date(payload.get("date")),
                     )
                 )
             if offset is None:
@@ -490,96 +491,11 @@ def _connect(settings: QdrantSettings) -> Any:
         raise StoreError(f"cannot open the embedded store {settings.path}: {exc}") from exc
 
 
-def _build_filter(m: Any, filters: SearchFilters | None) -> Any:
-    if filters is None or filters.is_empty():
-        return None
-    must: list[Any] = []
-    if filters.source:
-        must.append(m.FieldCondition(key="source", match=m.MatchValue(value=filters.source)))
-    if filters.date_from or filters.date_to:
-        must.append(
-            m.FieldCondition(
-                key="date",
-                range=m.DatetimeRange(
-                    gte=_as_datetime(filters.date_from) if filters.date_from else None,
-                    lte=_as_datetime(filters.date_to, end_of_day=True) if filters.date_to else None,
-                ),
-            )
-        )
-    return m.Filter(must=must)
-
-
-def _as_datetime(day: dt.date, end_of_day: bool = False) -> dt.datetime:
-    moment = dt.time(23, 59, 59) if end_of_day else dt.time(0, 0)
-    return dt.datetime.combine(day, moment, tzinfo=dt.UTC)
-
-
-def _chunk_payload(chunk: Chunk) -> dict[str, Any]:
-    return {
-        "article_id": chunk.article_id,
-        "index": chunk.index,
-        "text": chunk.text,
-        "start": chunk.start,
-        "end": chunk.end,
-        "sentences": [[s.start, s.end] for s in chunk.sentences],
-        "title": chunk.title,
-        "date": chunk.date.isoformat() if chunk.date else None,
-        "url": chunk.url,
-        "source": chunk.source,
-    }
-
-
-def _chunk_from_payload(payload: dict[str, Any]) -> Chunk:
-    return Chunk(
-        article_id=payload["article_id"],
-        index=payload["index"],
-        text=payload["text"],
-        start=payload["start"],
-        end=payload["end"],
-        sentences=[Span(start=s, end=e) for s, e in payload.get("sentences", [])],
-        title=payload.get("title"),
-        date=_parse_date(payload.get("date")),
-        url=payload.get("url"),
-        source=payload.get("source"),
-    )
-
-
-def _article_payload(article: Article, content_hash: str, chunk_count: int) -> dict[str, Any]:
-    return {
-        "article_id": article.id,
-        "text": article.text,
-        "title": article.title,
-        "date": article.date.isoformat() if article.date else None,
-        "url": article.url,
-        "source": article.source,
-        "origin": article.origin,
-        "content_hash": content_hash,
-        "chunk_count": chunk_count,
-    }
-
-
-def _stored_article(payload: dict[str, Any]) -> StoredArticle:
-    article = Article(
-        id=payload["article_id"],
-        text=payload.get("text", ""),
-        title=payload.get("title"),
-        date=_parse_date(payload.get("date")),
-        url=payload.get("url"),
-        source=payload.get("source"),
-        origin=payload.get("origin"),
-    )
-    return StoredArticle(article=article, content_hash=payload["content_hash"], chunk_count=payload["chunk_count"])
-
-
-def _parse_date(value: Any) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
-
-
 def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
     dense_score = None
     if dense_query is not None and isinstance(point.vector, dict) and DENSE in point.vector:
         dense_score = float(np.dot(np.asarray(point.vector[DENSE], dtype=np.float32), dense_query))
-    return Hit(chunk=_chunk_from_payload(point.payload or {}), score=float(point.score), dense_score=dense_score)
+    return Hit(chunk=chunk_from_payload(point.payload or {}), score=float(point.score), dense_score=dense_score)
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

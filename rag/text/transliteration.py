@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from rag.text.hangul import decompose, is_syllable_word
+
 MIN_KEY_LENGTH = 3  # two-class skeletons (Obama → PM) match too many unrelated words
 MIN_ENGLISH_WORD = 4  # shorter English words are mostly function words or too ambiguous
 
@@ -66,18 +68,16 @@ _ENGLISH_LETTER_CLASS = {
     "n": "N",
 }
 _VOWELS = frozenset("aeiouy")
-_HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 _ENGLISH_WORD = re.compile(r"[A-Za-z]+")
 
 
 def hangul_key(word: str) -> str:
     """Consonant skeleton of a Hangul word ("" when it holds anything but complete syllables)."""
-    if not _HANGUL_WORD.fullmatch(word):
+    if not is_syllable_word(word):
         return ""
     classes: list[str] = []
     for syllable in word:
-        code = ord(syllable) - 0xAC00
-        initial, final = code // 588, code % 28
+        initial, _, final = decompose(syllable)
         classes.append(_INITIAL_CLASS[initial] + _FINAL_CLASS[final])
     return _collapse("".join(classes).replace("x", ""))
 
