@@ -17,7 +17,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from typing import Any  # noqa: E402
 
 from fastapi import FastAPI, Request, UploadFile  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
@@ -25,15 +25,13 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
+from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
 from rag.cli import configure_logging  # noqa: E402
 from rag.config import get_settings  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
 from rag.http_guard import ApiGuard, BodyTooLarge, UnexpectedErrors, error_body, safe_upload_name  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
-
-if TYPE_CHECKING:
-    from ingest.pipeline import IngestReport
 
 logger = logging.getLogger("app")
 
@@ -173,8 +171,6 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     @app.post("/v1/ingest")
     def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
         """Ingest uploaded files through the running app (the embedded store allows one process)."""
-        from ingest.pipeline import IngestReport, build_ingestor
-
         # uploads are kept under a stable name: the file path is the article id, so re-uploading a file
         # updates its article instead of adding a copy
         folder = settings.api.upload_dir

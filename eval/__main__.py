@@ -15,6 +15,9 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from eval import bench, bench_answer, bench_refusal  # noqa: E402
+from eval.report import format_summary  # noqa: E402
+from eval.runner import RunConfig, resolve_mode, run_evaluation  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.embed.base import Embedder  # noqa: E402
@@ -116,21 +119,15 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
-    from eval import bench
-
     if args.command == "run":
         return _run(args, settings, embedder)
     if args.command == "bench-korquad":
         outcome = bench.bench_korquad(settings, out_dir=args.out, limit=args.limit, fresh=args.fresh, embedder=embedder)
         return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
     if args.command == "bench-answer":
-        from eval import bench_answer
-
         bench_answer.run(args.backends, repeats=args.repeats, as_json=args.json)
         return 0
     if args.command == "bench-refusal":
-        from eval import bench_refusal
-
         bench_refusal.run(per_side=args.per_side, as_json=args.json)
         return 0
     if args.command == "bench-ingest":
@@ -142,8 +139,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
 
 
 def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
-    from eval.runner import RunConfig, resolve_mode, run_evaluation
-
     for path in (args.corpus, args.questions):
         if path is not None and not path.is_file():
             return fail(f"{path}: no such file")
@@ -165,8 +160,6 @@ def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
 
 
 def _print_outcome(metrics: dict[str, Any], out_dir: Path, as_json: bool) -> int:
-    from eval.report import format_summary
-
     if as_json:
         print_json(metrics)
     else:

@@ -21,6 +21,7 @@ from typing import Any
 
 from eval.metrics import distinct_top_k
 from rag.embed.base import Embedder
+from rag.offline import configure_offline_environment
 from rag.types import Article
 
 
@@ -36,6 +37,7 @@ def without_prefixes(embedder: Embedder) -> Embedder:
 @lru_cache(maxsize=1)
 def embedding_adapter_class() -> type[Any]:
     """Built on first use: importing llama_index.core takes seconds."""
+    # llama-index (the `eval` extra) is slow to import and only the baseline needs it
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.embeddings import BaseEmbedding
 
@@ -69,6 +71,7 @@ def embedding_adapter_class() -> type[Any]:
 
 def llama_documents(articles: Sequence[Article]) -> list[Any]:
     """One llama-index Document per article; the title as metadata, as a user loading a corpus would do."""
+    # llama-index (the `eval` extra) is slow to import and only the baseline needs it
     from llama_index.core import Document
 
     return [Document(text=a.text, id_=a.id, metadata={"title": a.title} if a.title else {}) for a in articles]
@@ -87,9 +90,8 @@ class LlamaIndexRanking:
     def build(
         cls, articles: Sequence[Article], embedder: Embedder, *, depth: int, max_docs: int, prefixes: bool = False
     ) -> LlamaIndexRanking:
-        from rag.offline import configure_offline_environment
-
         configure_offline_environment()  # SentenceSplitter counts tiktoken tokens: the cache must be local
+        # llama-index (the `eval` extra) is slow to import and only the baseline needs it
         from llama_index.core import VectorStoreIndex
         from llama_index.core.node_parser import SentenceSplitter
 
@@ -116,6 +118,7 @@ def _nodes_over_window(index: Any, embedder: Embedder) -> int | None:
     window = getattr(embedder, "max_tokens", None)
     if window is None:
         return None
+    # llama-index (the `eval` extra) is slow to import and only the baseline needs it
     from llama_index.core.schema import MetadataMode
 
     texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in index.docstore.docs.values()]

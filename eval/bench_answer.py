@@ -16,7 +16,7 @@ from typing import Any
 from eval.bench import PROJECT_ROOT
 from eval.metrics import latency_summary
 from ingest.pipeline import build_ingestor
-from rag.config import LLMBackendName, LLMSettings, QdrantSettings, Settings, load_settings
+from rag.config import LLMBackendName, LLMSettings, QdrantSettings, load_settings
 from rag.service import RagService
 
 SAMPLE_ARTICLE = PROJECT_ROOT / "data" / "smartcity_alliance_launch.txt"
@@ -50,8 +50,7 @@ def run(backends: list[LLMBackendName], repeats: int = 2, as_json: bool = False)
     )
     results: dict[str, Any] = {}
     for backend in backends:
-        settings: Settings = base.model_copy(update={"llm": LLMSettings(backend=backend)})
-        service = RagService(settings)
+        service = RagService(base.model_copy(update={"llm": LLMSettings(backend=backend)}))
         try:
             build_ingestor(service).ingest_paths([SAMPLE_ARTICLE])
             results[backend] = _measure(service, repeats)

@@ -18,6 +18,7 @@ from typing import Any
 
 from eval.bench import KORQUAD, PARALLEL_EN, PARALLEL_KO, PROJECT_ROOT, shared_file
 from eval.datasets import CorpusDocument, Question, load_parallel, load_squad
+from ingest.loaders import iter_documents
 from ingest.pipeline import build_ingestor
 from rag.config import QdrantSettings, load_settings
 from rag.service import RagService
@@ -115,8 +116,6 @@ def parallel_split(per_side: int, seed: int) -> Split:
 
 def fomc_split() -> Split:
     """All 210 FOMC statements indexed; hand-written questions they answer, and unrelated ones."""
-    from ingest.loaders import iter_documents
-
     articles = [a for a in iter_documents([shared_file(FOMC)]) if isinstance(a, Article)]
     corpus = [CorpusDocument(id=a.id, title=a.title, text=a.text) for a in articles]
 

@@ -32,8 +32,15 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from eval import metrics as m  # noqa: E402
-from eval.datasets import CorpusDocument, Question  # noqa: E402
+from eval.baselines import LlamaIndexRanking  # noqa: E402
+from eval.bench import KORQUAD, shared_file  # noqa: E402
+from eval.datasets import CorpusDocument, Question, load_squad, sample_questions  # noqa: E402
+from eval.report import format_table  # noqa: E402
+from eval.runner import DEPTH_CHUNKS, to_article  # noqa: E402
+from rag.config import load_settings  # noqa: E402
 from rag.errors import RagError  # noqa: E402
+from rag.offline import configure_offline_environment  # noqa: E402
+from rag.service import RagService  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "multilingual-e5-small"
@@ -123,6 +130,7 @@ def distinct_doc_ids(ref_doc_ids: Sequence[str | None], k: int = DEPTH_DOCS) -> 
 
 def sentence_transformer_embedding(model_path: Path, query_prefix: str, passage_prefix: str) -> Any:
     """A minimal llama-index embedding model: sentence-transformers, unit vectors, e5 prefixes if given."""
+    # llama-index and sentence-transformers take seconds to import; only the check needs them
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.embeddings import BaseEmbedding
     from sentence_transformers import SentenceTransformer
@@ -159,6 +167,7 @@ def by_hand_rankings(
     documents: Sequence[CorpusDocument], questions: Sequence[Question], embed_model: Any, *, top_k: int
 ) -> tuple[list[list[str]], int]:
     """Rankings (distinct document ids) of every question, and the number of nodes in the index."""
+    # llama-index and sentence-transformers take seconds to import; only the check needs them
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.node_parser import SentenceSplitter
 
@@ -178,11 +187,6 @@ def reference_rankings_in_process(
     documents: Sequence[CorpusDocument], questions: Sequence[Question]
 ) -> list[list[str]]:
     """The project's llama-index baseline exactly as `python -m eval bench-korquad` builds it."""
-    from eval.baselines import LlamaIndexRanking
-    from eval.runner import DEPTH_CHUNKS, to_article
-    from rag.config import load_settings
-    from rag.service import RagService
-
     embedder = RagService(load_settings()).embedder
     articles = [to_article(d) for d in documents]
     system = LlamaIndexRanking.build(articles, embedder, depth=DEPTH_CHUNKS, max_docs=DEPTH_DOCS)
@@ -231,10 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_check(args: argparse.Namespace) -> dict[str, Any]:
-    from eval.bench import KORQUAD, shared_file
-    from eval.datasets import load_squad, sample_questions
-    from rag.offline import configure_offline_environment
-
     configure_offline_environment()  # local model folder, tiktoken cache inside llama-index-core
     corpus = args.corpus or shared_file(KORQUAD)
     documents, questions = load_squad(corpus)
@@ -266,8 +266,6 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_check(result: dict[str, Any]) -> str:
-    from eval.report import format_table
-
     rows = [
         [
             c["metric"],

@@ -160,9 +160,11 @@ def _setup_value(value: Any) -> str:
 
 
 def _pyplot() -> Any:
+    # matplotlib takes seconds to import and only the charts need it
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib takes seconds to import and only the charts need it
     import matplotlib.pyplot as plt
 
     return plt

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from eval import metrics as m
+from eval.baselines import LlamaIndexRanking
 from eval.datasets import CorpusDocument, Question, load_eval_set, sample_questions
+from eval.report import write_report
 from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
 from rag.embed.base import Embedder
@@ -153,6 +155,7 @@ def ingest_corpus(service: RagService, articles: Sequence[Article], *, label: st
 
 def progress_bar(total: int | None, desc: str, unit: str) -> Any:
     """tqdm on stderr (stdout stays clean for --json); sparse updates when stderr is a log file."""
+    # imported where the progress bar is drawn
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()
@@ -492,8 +495,6 @@ def run_evaluation(config: RunConfig, settings: Settings, *, embedder: Embedder 
     finally:
         service.close()
     metrics = json_safe(metrics)
-    from eval.report import write_report
-
     write_report(config.out_dir, metrics, records)
     return RunOutcome(metrics=metrics, out_dir=config.out_dir, computed=computed)
 
@@ -505,8 +506,6 @@ def _baseline_factories(
         return {}
 
     def llamaindex() -> RankingSystem:
-        from eval.baselines import LlamaIndexRanking
-
         return LlamaIndexRanking.build(articles, service.embedder, depth=DEPTH_CHUNKS, max_docs=DEPTH_DOCS)
 
     return {

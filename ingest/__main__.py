@@ -19,6 +19,7 @@ from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, configure_logging, fail, print_json, write_out  # noqa: E402
 from rag.config import load_settings  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
+from rag.service import RagService  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc.message, EXIT_USAGE)
     configure_logging(settings.log_level)
     columns = CsvColumns(**{f: getattr(args, f"csv_{f}") for f in ("id", "title", "text", "date", "url", "source")})
-    from rag.service import RagService
 
     service = RagService(settings)
     try:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
+    # imported where the progress bar is drawn
     from tqdm import tqdm
 
     return tqdm(total=total, unit="article", desc="ingest", disable=not enabled, file=sys.stderr, dynamic_ncols=True)

@@ -75,6 +75,7 @@ def detect_encoding(data: bytes) -> str | None:
     """A codec name that decodes `data` strictly, or None. CP949 stands in for every Korean codec."""
     if decodes(data, "utf-8"):
         return "utf-8"
+    # only files that are not UTF-8 need detection
     import charset_normalizer
 
     matches = charset_normalizer.from_bytes(data)

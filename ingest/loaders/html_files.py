@@ -51,6 +51,7 @@ def load_html_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
 
 def _extract_html(html: str) -> tuple[Any, str]:
     """trafilatura's extraction (None for nothing) and its text, cleaned, a leading date line kept."""
+    # trafilatura (lxml and its extractors) is slow to import; only HTML files need it
     import trafilatura
 
     page = trafilatura.bare_extraction(

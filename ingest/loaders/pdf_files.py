@@ -20,6 +20,7 @@ _JUNK_PDF_TITLE = re.compile(
 
 def load_pdf_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
     """The PDF's text layer, pages separated by a blank line; layout line breaks are kept."""
+    # only PDF files need pypdf
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 

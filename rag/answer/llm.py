@@ -49,6 +49,7 @@ class LlamaCppLLM:
                 "or set RAG_LLM_BACKEND=none (extractive answers) or openai"
             )
         try:
+            # loaded on first use: only this backend needs it (an optional extra for `local`)
             from llama_cpp import Llama
         except ImportError as exc:
             raise ModelProvisioningError(
@@ -89,6 +90,7 @@ class OpenAICompatibleLLM:
     """Chat completions against an OpenAI-compatible server, streamed as server-sent events."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
+        # loaded on first use: only this backend talks HTTP
         import httpx
 
         self.name = f"openai:{model}"
@@ -97,6 +99,7 @@ class OpenAICompatibleLLM:
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        # loaded on first use: only this backend talks HTTP
         import httpx
 
         body = {

@@ -83,6 +83,7 @@ def bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
 
 
 def save_safetensors(state: dict[str, np.ndarray], path: Path) -> None:
+    # loaded on first use, like the other converters' libraries
     from safetensors.numpy import save_file
 
     save_file({name: np.ascontiguousarray(value) for name, value in state.items()}, str(path), {"format": "pt"})

@@ -124,12 +124,14 @@ def _exporters_quiet() -> Iterator[None]:
 
 
 def _load_torch_model(model_folder: Path) -> Any:
+    # torch, onnx and the quantiser take seconds to import; only an export needs them
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(model_folder), device="cpu", local_files_only=True).eval()
 
 
 def _export(model: Any, destination: Path) -> None:
+    # torch, onnx and the quantiser take seconds to import; only an export needs them
     import torch
 
     class _SentenceEmbedding(torch.nn.Module):
@@ -163,6 +165,7 @@ def _export(model: Any, destination: Path) -> None:
 
 
 def _quantize(source: Path, destination: Path) -> None:
+    # torch, onnx and the quantiser take seconds to import; only an export needs them
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 

