@@ -16,12 +16,15 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from eval import bench, bench_answer, bench_refusal  # noqa: E402
+from eval.datasets import write_jsonl  # noqa: E402
+from eval.feedback import feedback_questions  # noqa: E402
 from eval.report import format_summary  # noqa: E402
 from eval.runner import RunConfig, resolve_mode, run_evaluation  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.embed.base import Embedder  # noqa: E402
 from rag.errors import ConfigurationError, InputError, RagError  # noqa: E402
+from rag.feedback import FeedbackStore  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands)
+    _add_feedback(commands)
     korquad = commands.add_parser("bench-korquad", help="KorQuAD 1.0 dev: 964 paragraphs, 500 questions, baselines")
     korquad.add_argument(
         "--out", type=Path, default=Path("reports/korquad"), help="report folder (default %(default)s)"
@@ -92,6 +96,28 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--json", action="store_true", help="print only the metrics JSON object on stdout")
 
 
+def _add_feedback(commands: Any) -> None:
+    feedback = commands.add_parser(
+        "feedback",
+        help="export the chat page's thumbs up/down as test questions (JSONL)",
+        description="Write the verdicts readers gave on the chat page (RAG_FEEDBACK_PATH) as questions JSONL "
+        "for `eval run --questions`. Thumbs up: the answer (citation markers removed) as the gold answer, the "
+        "cited documents as relevant, answerable unless the page refused. Thumbs down: the right answer is "
+        "unknown, so `answers` and `relevant_doc_ids` are empty and `answerable` is true (the reader wanted an "
+        "answer); review those before using them. Every record keeps `rating` (+1/-1), `comment`, "
+        "`created_at` and what the page said (`system_answer`, `system_refused`, `cited_doc_ids`, `settings`), "
+        "so evaluators can filter on them.",
+    )
+    feedback.add_argument("--export", type=Path, required=True, metavar="FILE", help="questions JSONL to write")
+    feedback.add_argument(
+        "--rating",
+        choices=["up", "down", "all"],
+        default="all",
+        help="only thumbs up, only thumbs down, or all verdicts (default %(default)s)",
+    )
+    feedback.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
+
+
 def main(argv: list[str] | None = None, *, settings: Settings | None = None, embedder: Embedder | None = None) -> int:
     """`settings` and `embedder` let tests run the CLI with fakes."""
     args = build_parser().parse_args(argv)
@@ -121,6 +147,8 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
 def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
     if args.command == "run":
         return _run(args, settings, embedder)
+    if args.command == "feedback":
+        return _export_feedback(args, settings)
     if args.command == "bench-korquad":
         outcome = bench.bench_korquad(settings, out_dir=args.out, limit=args.limit, fresh=args.fresh, embedder=embedder)
         return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
@@ -157,6 +185,22 @@ def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None
     )
     outcome = run_evaluation(config, settings, embedder=embedder)
     return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
+
+
+def _export_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    source = settings.feedback.path
+    if not source.is_file():
+        return fail(f"{source}: no feedback yet (the chat page writes it; RAG_FEEDBACK_PATH names it)")
+    try:
+        count = write_jsonl(args.export, feedback_questions(FeedbackStore(source).entries(), args.rating))
+    except OSError as exc:
+        return fail(f"{args.export}: cannot be written ({exc.strerror or exc})")
+    summary = {"questions": count, "out": str(args.export), "feedback": str(source)}
+    if args.json:
+        print_json(summary)
+    else:
+        sys.stdout.write(f"wrote {count} questions from {source} to {args.export}\n")
+    return EXIT_OK
 
 
 def _print_outcome(metrics: dict[str, Any], out_dir: Path, as_json: bool) -> int:

@@ -256,6 +256,14 @@ class ApiSettings(BaseModel):
     max_upload_mb: float = Field(200.0, gt=0, description="Largest upload (all files together) /v1/ingest accepts.")
 
 
+class FeedbackSettings(BaseModel):
+    path: Path = Field(
+        Path("storage/feedback.sqlite3"),
+        description="SQLite file where the chat page keeps thumbs up/down and comments on answers "
+        "(`python -m eval feedback --export FILE` turns them into test questions).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_",
@@ -280,6 +288,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     openai: OpenAISettings = OpenAISettings()
     api: ApiSettings = ApiSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
 
     @model_validator(mode="after")
     def _openai_backend_needs_endpoint(self) -> Settings:

@@ -27,7 +27,7 @@ from rag.search.store import CollectionSpec, QdrantStore
 from rag.text.analyzer import ANALYZER_VERSION
 from rag.text.lexicon import load_lexicon
 from rag.text.stopwords import ENGLISH_STOPWORDS
-from rag.types import Answer, ChatTurn, Hit, SearchFilters
+from rag.types import Answer, Article, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,17 @@ class RagService:
             if isinstance(event, Answer):
                 event.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
             yield event
+
+    def article(self, doc_id: str) -> Article | None:
+        """The stored article that citations' `start`/`end` offsets refer to; None when it is not stored (any
+        more)."""
+        self.open_for_reading()
+        stored = self.store.get_article(doc_id)
+        return stored.article if stored else None
+
+    def sources(self) -> list[str]:
+        """The distinct sources in the collection (for a source filter); none before anything is ingested."""
+        return self.store.sources()
 
     def standalone_question(self, question: str, history: list[ChatTurn], timings: dict[str, float]) -> str:
         """Follow-ups ("and who audits it?") rewritten with the conversation so retrieval sees the subject

@@ -49,6 +49,7 @@ def make_settings(tmp_path: Path, **changes: object) -> Settings:
     # EmbeddingGemma, has its own end-to-end tests (tests/test_embeddinggemma.py)
     base.models.embedding = E5_EMBEDDING
     base.api.upload_dir = tmp_path / "uploads"
+    base.feedback.path = tmp_path / "feedback.sqlite3"
     return base.model_copy(update=changes)
 
 

@@ -55,6 +55,7 @@ SPARSE = "sparse"
 ARTICLES_SUFFIX = "__articles"
 RRF_K = 60
 SCROLL_BATCH = 1024
+MAX_SOURCES = 1000  # distinct sources listed for the chat page's filter
 
 FusionMethod = Literal["dbsf", "rrf"]
 
@@ -229,6 +230,21 @@ class QdrantStore:
                 yield stored_article(record.payload or {})
             if offset is None:
                 return
+
+    def sources(self) -> list[str]:
+        """The distinct `source` values of the stored chunks, sorted (at most MAX_SOURCES of them).
+
+        The embedded store reads them from its in-process index, which already holds every chunk's source;
+        a server answers with a facet count over the indexed `source` field.
+        """
+        if not self.exists():
+            return []
+        if self._in_process:
+            found = {str(source) for source in self._local_index().sources if source}
+        else:
+            response = self._client.facet(self.collection, key="source", limit=MAX_SOURCES, exact=True)
+            found = {str(hit.value) for hit in response.hits if hit.value}
+        return sorted(found)[:MAX_SOURCES]
 
     def count_chunks(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
