@@ -16,7 +16,6 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from fastapi import FastAPI, Request, UploadFile  # noqa: E402
@@ -25,18 +24,16 @@ from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
-from ingest.pipeline import IngestReport, build_ingestor  # noqa: E402
+from api.chat_page import mount_chat_page  # noqa: E402
+from api.uploads import ingest_uploads  # noqa: E402
 from rag.cli import configure_logging  # noqa: E402
 from rag.config import get_settings  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
-from rag.http_guard import ApiGuard, BodyTooLarge, UnexpectedErrors, error_body, safe_upload_name  # noqa: E402
+from rag.http_guard import ApiGuard, BodyTooLarge, UnexpectedErrors, error_body  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
 
 logger = logging.getLogger("app")
-
-UPLOAD_FILES_PER_LOCK = 8
-
 
 # ---- request and response bodies ---------------------------------------------------------------------
 
@@ -171,48 +168,18 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     @app.post("/v1/ingest")
     def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
         """Ingest uploaded files through the running app (the embedded store allows one process)."""
-        # uploads are kept under a stable name: the file path is the article id, so re-uploading a file
-        # updates its article instead of adding a copy
-        folder = settings.api.upload_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        names = [safe_upload_name(upload.filename) for upload in files]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise InputError(f"files: {', '.join(repeated)} sent more than once; give each file its own name")
-        paths = [_save_upload(upload, folder / name) for upload, name in zip(files, names, strict=True)]
-        report = IngestReport()
-        # a few files at a time: questions asked during a long upload wait for one batch, not for all of it
-        for start in range(0, len(paths), UPLOAD_FILES_PER_LOCK):
-            with service_lock:
-                report.add(build_ingestor(service).ingest_paths(paths[start : start + UPLOAD_FILES_PER_LOCK]))
-        _remove_rejected(report, paths)
-        return report.to_json()
+        uploads = [(upload.filename, upload.file) for upload in files]
+        return ingest_uploads(service, uploads, batch_guard=lambda: service_lock).to_json()
 
     if with_ui:
-        import gradio as gr
-
-        app = gr.mount_gradio_app(app, build_chat_ui(service, service_lock), path="/", footer_links=[])
+        # with RAG_API_KEY set, adding articles takes the key (POST /v1/ingest); the page, which no key guards
+        # yet, offers uploads only on a keyless app (loopback by default)
+        mount_chat_page(app, service, allow_upload=settings.api.key is None)
     return app
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _save_upload(upload: UploadFile, target: Path) -> Path:
-    with target.open("wb") as handle:
-        while block := upload.file.read(1 << 20):
-            handle.write(block)
-    return target
-
-
-def _remove_rejected(report: IngestReport, paths: list[Path]) -> None:
-    """A file that failed as a whole (binary, unsupported, empty) is not kept: the report names it, and a
-    folder of rejects would only grow. Files with some bad lines keep their good ones ingested, so stay."""
-    rejected = {failure.path for failure in report.failed}
-    for path in paths:
-        if str(path) in rejected:
-            path.unlink(missing_ok=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -261,63 +228,6 @@ def _describe_validation(exc: RequestValidationError) -> str:
             message += " (write dates as YYYY-MM-DD)"
         problems.append(f"{location}: {message}")
     return "; ".join(dict.fromkeys(problems))
-
-
-# ---- chat page ---------------------------------------------------------------------------------------
-
-
-def format_answer_markdown(answer: Answer) -> str:
-    """The answer followed by its numbered sources, each with the quoted sentence."""
-    blocks = [answer.answer]
-    for citation in answer.citations:
-        title = citation.title or citation.doc_id
-        link = f"[{title}]({citation.url})" if citation.url else title
-        date = f" · {citation.date}" if citation.date else ""
-        # a blank line after each quote ends the blockquote, so the next source is not swallowed by it
-        blocks.append(f"**[{citation.n}]** {link}{date}\n> {citation.quote}")
-    return "\n\n".join(blocks)
-
-
-def build_chat_ui(service: RagService, service_lock: threading.Lock) -> Any:
-    import gradio as gr
-
-    def respond(message: str, history: list[dict[str, Any]]) -> Iterator[str]:
-        if not message or not message.strip():
-            yield "Please type a question."
-            return
-        turns = [
-            ChatTurn(role=m["role"], content=_as_text(m.get("content"))[:20_000])
-            for m in history
-            if m.get("role") in ("user", "assistant")
-        ]
-        written = ""
-        try:
-            with service_lock:
-                for event in service.answer_stream(message.strip()[:2000], history=turns):
-                    if isinstance(event, Answer):
-                        yield format_answer_markdown(event)
-                    else:
-                        written += event
-                        yield written
-        except RagError as exc:
-            yield f"⚠️ {exc.message}"
-
-    return gr.ChatInterface(
-        respond,
-        title="Policy news QA",
-        description="Ask in Korean or English. Every answer cites the exact sentence it comes from.",
-        examples=["Who co-chairs the alliance?", "얼라이언스 공동의장사는 어디인가?"],
-        run_examples_on_click=True,
-        cache_examples=False,
-    )
-
-
-def _as_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
-    return str(content or "")
 
 
 def main() -> int:

@@ -278,7 +278,7 @@ def test_chat_page_is_served_at_root(settings: Settings) -> None:
 
 
 def test_a_large_upload_is_ingested_in_batches_and_reported_as_one(client: TestClient) -> None:
-    from app import UPLOAD_FILES_PER_LOCK
+    from api.uploads import UPLOAD_FILES_PER_LOCK
 
     count = UPLOAD_FILES_PER_LOCK * 2 + 1
     files = [
