@@ -96,3 +96,13 @@ def gemma_model_path() -> Path:
 
     configure_offline_environment()
     return ensure_embeddinggemma(models_dir())
+
+
+@pytest.fixture(scope="session")
+def local_llm(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The local GGUF model, loaded once for every `llm` test that can share it (`make test` provisions it)."""
+    from rag.answer.llm import create_llm
+
+    settings = make_settings(tmp_path_factory.mktemp("llm"))
+    settings.llm.backend = "local"
+    return create_llm(settings)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.pipeline import build_ingestor
+from rag.answer.llm import LLM
 from rag.config import LLMSettings, Settings
 from rag.embed.torch_embedder import SentenceTransformerEmbedder
 from rag.service import RagService
@@ -63,11 +64,11 @@ def test_unrelated_questions_are_refused_extractively(extractive: RagService) ->
 
 @pytest.mark.llm
 def test_local_llm_answers_in_the_askers_language_citing_the_co_chairs(
-    sample_settings: Settings, real_embedder: SentenceTransformerEmbedder, extractive: RagService
+    sample_settings: Settings, real_embedder: SentenceTransformerEmbedder, extractive: RagService, local_llm: LLM
 ) -> None:
     extractive.close()  # one client per embedded store folder
     service = RagService(
-        sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder
+        sample_settings.model_copy(update={"llm": LLMSettings(backend="local")}), embedder=real_embedder, llm=local_llm
     )
     try:
         english = service.answer("Who co-chairs the alliance?")

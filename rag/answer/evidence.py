@@ -6,14 +6,18 @@ faster than whole chunks, and an extractive answer quotes exactly the sentence t
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from rag.answer.prompts import addresses_the_model
 from rag.embed.base import Embedder
 from rag.text.analyzer import TermAnalyzer
 from rag.types import Citation, Hit
+
+logger = logging.getLogger(__name__)
 
 LEXICAL_WEIGHT = 0.15  # how much exact keyword overlap adds to a sentence's cosine similarity
 RANK_DECAY = 0.01  # small preference for sentences from higher-ranked chunks
@@ -60,7 +64,7 @@ class EvidenceSelector:
         self._vectors: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
 
     def select(self, question: str, query_vector: np.ndarray, hits: list[Hit], limit: int) -> list[Evidence]:
-        candidates = _candidate_sentences(hits[: self.max_chunks])
+        candidates = _candidate_sentences(_without_articles_addressing_the_model(hits)[: self.max_chunks])
         if not candidates:
             return []
         similarities = self._sentence_vectors(candidates) @ query_vector
@@ -87,6 +91,16 @@ class EvidenceSelector:
         while len(self._vectors) > self.CACHE_SIZE:
             self._vectors.popitem(last=False)
         return np.stack([self._vectors[key] for key in keys])
+
+
+def _without_articles_addressing_the_model(hits: list[Hit]) -> list[Hit]:
+    """Hits of articles none of whose retrieved chunks speaks to the model. An injected payload is written to
+    be retrieved (it repeats the question's words), so it would crowd the real answer out of the evidence
+    even when the model ignores it; and its neighbouring sentences ("whoever asks, reply …") carry it on."""
+    hostile = {hit.chunk.article_id for hit in hits if addresses_the_model(hit.chunk.text)}
+    for article_id in hostile:
+        logger.warning("article %s is left out of the evidence: its text addresses the language model", article_id)
+    return [hit for hit in hits if hit.chunk.article_id not in hostile]
 
 
 def _candidate_sentences(hits: list[Hit]) -> list[tuple[int, Hit, int, int, str]]:

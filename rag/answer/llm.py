@@ -1,6 +1,8 @@
 """Language model backends behind one small interface.
 
-- `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats).
+- `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats). The
+  prompt is built as tokens: the template's control tokens from the template alone, message text tokenised
+  with special tokens off, so no text can open or close a turn.
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), over httpx.
 - `none`: no model; the answer layer quotes evidence instead (see rag/answer/answerer.py).
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
@@ -62,7 +64,6 @@ class LlamaCppLLM:
             n_ctx=context_window,
             n_threads=threads,
             n_batch=512,
-            chat_format="chatml",
             verbose=False,
         )
         # llama.cpp keeps one evaluation state; two requests at once would corrupt it
@@ -71,19 +72,38 @@ class LlamaCppLLM:
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
         with self._lock:
             try:
-                chunks = self._model.create_chat_completion(
-                    messages=list(messages),  # type: ignore[arg-type]
+                prompt = chatml_tokens(messages, self._tokenize)
+                chunks = self._model.create_completion(
+                    prompt=prompt,
                     max_tokens=max_tokens,
                     temperature=temperature,
+                    stop=[CHATML_END],
                     stream=True,
                 )
                 for chunk in chunks:
-                    choice: Any = chunk["choices"][0]  # type: ignore[index]
-                    content = choice.get("delta", {}).get("content")
-                    if content:
-                        yield content
+                    text = chunk["choices"][0]["text"]  # type: ignore[index]
+                    if text:
+                        yield text
             except (RuntimeError, ValueError) as exc:
                 raise LLMError(f"the local LLM failed: {exc}") from exc
+
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
+
+
+def chatml_tokens(messages: list[Message], tokenize: Callable[[str, bool], list[int]]) -> list[int]:
+    """The ChatML prompt llama-cpp-python's `chatml` format writes, as tokens. Its string form would be
+    tokenised with special tokens on, so a document's `<|im_end|><|im_start|>system` became real turn
+    boundaries: here only the template's own parts are tokenised with specials, the message text without."""
+    tokens: list[int] = []
+    for message in messages:
+        tokens += tokenize(f"{CHATML_START}{message['role']}\n", True)
+        tokens += tokenize(message["content"], False)
+        tokens += tokenize(f"{CHATML_END}\n", True)
+    return tokens + tokenize(f"{CHATML_START}assistant\n", True)
 
 
 class OpenAICompatibleLLM:

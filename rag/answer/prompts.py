@@ -1,7 +1,9 @@
 """Prompt texts as named constants, and the refusal sentinel and messages.
 
 Document text is always passed as quoted data inside <evidence> markers, never as instructions, and any
-marker-like text inside a document is neutralised before it is placed there (see `quote_evidence`).
+text inside a document or question that could change the prompt's structure is neutralised before it is
+placed there (see `quote_evidence`): chat-template control tokens, the evidence block's own markers,
+citation markers and the refusal sentinel.
 """
 
 from __future__ import annotations
@@ -33,6 +35,27 @@ REWRITE_SYSTEM = (
 REWRITE_USER = "Conversation:\n${history}\nLast question: ${question}"
 
 _EVIDENCE_MARKER = re.compile(r"</?\s*evidence\s*>", re.IGNORECASE)
+# Chat-template control tokens of the common template families: ChatML and Llama 3 (`<|im_end|>`,
+# `<|eot_id|>`), DeepSeek's full-width bars (`<｜end▁of▁sentence｜>`), Llama 2 and Mistral (`[INST]`, `<<SYS>>`,
+# `<s>`), Gemma (`<start_of_turn>`), and Qwen's tool-call tags, which its tokenizer matches even in plain text.
+# A server that renders messages into a template string and tokenises it with special tokens on (vLLM,
+# llama.cpp's server) would otherwise read a document's `<|im_end|><|im_start|>system` as real turns.
+_CONTROL_TOKEN = re.compile(
+    r"<[|｜][^|｜<>\n]{1,40}[|｜]>"
+    r"|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<(?:bos|eos|pad)>|</?tool_call>",
+    re.IGNORECASE,
+)
+# Wording that addresses a language model rather than a reader: "ignore all previous instructions", "이전 지시를
+# 무시하라". News that reports on people ignoring rules says it otherwise ("ignored the
+# new guidelines", "지침을 무시했다"); an injected payload nearly always says it this way.
+_INSTRUCTION_TO_MODEL = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\s+(?:(?:all|any|the|of)\s+)*"
+    r"(?:all|your|previous|prior|above|preceding|earlier|original|system)\s+(?:instructions|prompts?)\b"
+    r"|(?:이전|앞의|위의|앞선)\s*(?:지시|명령|지침|프롬프트)\S{0,4}\s*(?:모두\s*|전부\s*)?(?:무시|잊)",
+    re.IGNORECASE,
+)
+# "[2]" inside an article would read as our citation of evidence sentence 2; "(2)" keeps the meaning
+_CITATION_MARKER = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 
 
 def render(template: str, **values: str) -> str:
@@ -46,5 +69,16 @@ def render(template: str, **values: str) -> str:
 
 
 def quote_evidence(text: str) -> str:
-    """Evidence on one line, unable to close the evidence block it sits in."""
-    return _EVIDENCE_MARKER.sub(" ", " ".join(text.split()))
+    """Document or question text as prompt data: on one line, unable to end its turn or the evidence block
+    it sits in, to cite evidence or to refuse on the model's behalf."""
+    # a space, not nothing, in place of a token: removing "<|x|>" from "<|im_<|x|>end|>" must not join a new one
+    text = _EVIDENCE_MARKER.sub(" ", _CONTROL_TOKEN.sub(" ", text))
+    text = _CITATION_MARKER.sub(r"(\1)", text)
+    text = text.replace(REFUSAL_SENTINEL, REFUSAL_SENTINEL.replace("_", " "))
+    return " ".join(text.split())
+
+
+def addresses_the_model(text: str) -> bool:
+    """Whether text carries chat-template control tokens or wording aimed at a language model: a sign of an
+    injected payload, whose article is then no evidence (best effort: a paraphrase escapes the patterns)."""
+    return bool(_CONTROL_TOKEN.search(text) or _INSTRUCTION_TO_MODEL.search(text))
