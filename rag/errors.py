@@ -72,7 +72,8 @@ class DocumentError(InputError):
 
 
 class LLMError(RagError):
-    """The language model backend failed or is unreachable."""
+    """The language model backend failed or is unreachable. The message is the generic one users see; the
+    backend logs the details (the endpoint's status and body)."""
 
     code = "llm_unavailable"
-    http_status = 503
+    http_status = 502  # the model behind the service failed, not the request

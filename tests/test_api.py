@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import gradio as gr
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.chat_page import ChatPage
 from app import create_app
 from ingest.pipeline import build_ingestor
+from rag.answer.llm import OpenAICompatibleLLM
 from rag.config import ApiSettings, Settings
 from rag.embed.fake import FakeEmbedder
+from rag.feedback import FeedbackStore
 from rag.service import RagService
 from rag.types import Article
+
+from .test_llm import ERROR_PAGE, SECRET
 
 ARTICLE = Article(
     id="alliance",
@@ -308,3 +317,56 @@ def test_a_bug_is_a_json_500_logged_once(
     }
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(errors) == 1 and "POST /v1/search" in errors[0].getMessage() and errors[0].exc_info
+
+
+@pytest.fixture
+def failing_llm_endpoint() -> Iterator[str]:
+    """A loopback OpenAI-compatible endpoint that fails the way real ones do: a 500 with an HTML page that
+    echoes a secret."""
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = ERROR_PAGE.encode()
+            self.send_response(500)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_upstream_llm_failure_reaches_users_as_a_short_generic_message(
+    settings: Settings, failing_llm_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    llm = OpenAICompatibleLLM(failing_llm_endpoint, "qwen", None, timeout_s=10)
+    service = RagService(settings, embedder=FakeEmbedder(), llm=llm)
+    build_ingestor(service).ingest_articles([ARTICLE])
+    generic = "the language model service failed; try again later"
+    with TestClient(create_app(service, with_ui=False)) as client, caplog.at_level("ERROR"):
+        plain = client.post("/v1/answer", json={"question": "공동의장사는 어디인가?"})
+        streamed = client.post("/v1/answer", json={"question": "공동의장사는 어디인가?", "stream": True})
+        page = ChatPage(service, FeedbackStore(settings.feedback.path), gr.update)
+        shown_on_page = list(
+            page.ask("공동의장사는 어디인가?", [], "ko", date_from="", date_to="", source="", passages=5)
+        )
+        conversation = shown_on_page[-1][0]
+    service.close()
+    for shown in (plain.text, streamed.text, conversation):
+        assert SECRET not in shown and "<html>" not in shown
+    assert plain.status_code == 502
+    assert plain.json() == {"error": {"code": "llm_unavailable", "message": generic}}
+    error_event = next(block for block in streamed.text.split("\n\n") if block.startswith("event: error"))
+    assert json.loads(error_event.split("data: ", 1)[1]) == {"code": "llm_unavailable", "message": generic}
+    assert generic in conversation
+    # the details are in the log, once for each failure
+    assert sum(SECRET in record.getMessage() for record in caplog.records) == 3

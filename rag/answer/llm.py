@@ -23,6 +23,10 @@ from rag.errors import ConfigurationError, LLMError, ModelProvisioningError
 
 logger = logging.getLogger(__name__)
 
+# what users see when the model fails; the details are in the log
+LLM_FAILED = "the language model service failed; try again later"
+LLM_UNREACHABLE = "the language model service cannot be reached; try again later"
+
 
 class Message(TypedDict):
     role: str
@@ -85,7 +89,8 @@ class LlamaCppLLM:
                     if text:
                         yield text
             except (RuntimeError, ValueError) as exc:
-                raise LLMError(f"the local LLM failed: {exc}") from exc
+                logger.error("the local LLM failed: %s", exc)
+                raise LLMError(LLM_FAILED) from exc
 
     def _tokenize(self, text: str, special: bool) -> list[int]:
         return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
@@ -129,30 +134,60 @@ class OpenAICompatibleLLM:
             "temperature": temperature,
             "stream": True,
         }
+        # the endpoint's own words (a stack trace, an HTML error page, a key echoed back) go to the log once;
+        # users get a short generic message at every edge (HTTP error, event stream, chat page)
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise LLMError(f"LLM endpoint answered {response.status_code}: {response.text[:300]}")
-                yield from _sse_content(response.iter_lines())
+                    logger.error(
+                        "LLM endpoint %s answered %d: %s", self.name, response.status_code, _excerpt(response.text)
+                    )
+                    raise LLMError(LLM_FAILED)
+                first_lines: list[str] = []
+                streamed = False
+                for content in _sse_content(_remembering(response.iter_lines(), first_lines)):
+                    streamed = True
+                    if content:
+                        yield content
+                if not streamed:  # a 200 that is no event stream (a proxy's HTML page): a failure, not a refusal
+                    logger.error(
+                        "LLM endpoint %s sent no completion events: %s", self.name, _excerpt("\n".join(first_lines))
+                    )
+                    raise LLMError(LLM_FAILED)
         except httpx.HTTPError as exc:
-            raise LLMError(f"cannot reach the LLM endpoint: {exc}") from exc
+            logger.error("cannot reach the LLM endpoint %s: %s", self.name, exc)
+            raise LLMError(LLM_UNREACHABLE) from exc
 
 
-def _sse_content(lines: Iterator[str]) -> Iterator[str]:
+def _excerpt(text: str, limit: int = 500) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _remembering(lines: Iterator[str], kept: list[str], count: int = 20) -> Iterator[str]:
+    """The lines, keeping the first few for the log should they turn out not to be an event stream."""
+    for line in lines:
+        if len(kept) < count:
+            kept.append(line)
+        yield line
+
+
+def _sse_content(lines: Iterator[str]) -> Iterator[str | None]:
+    """The content pieces of a completion's event stream, with None for each event that carries none (a
+    role announcement, the final event), so the caller can tell an empty reply from no stream at all."""
     for line in lines:
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()
         if payload == "[DONE]":
+            yield None
             return
         try:
             event = json.loads(payload)
             content = event["choices"][0].get("delta", {}).get("content")
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             continue
-        if content:
-            yield content
+        yield content if isinstance(content, str) and content else None
 
 
 def create_llm(settings: Settings) -> LLM | None:
