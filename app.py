@@ -42,10 +42,11 @@ class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     question: str = Field(min_length=1, max_length=2000)
-    top_k: int | None = Field(None, ge=1, le=100)
+    # strict: `true` is no count and `1` no yes (pydantic would read them as 1 and true)
+    top_k: int | None = Field(None, ge=1, le=100, strict=True)
     filters: SearchFilters | None = None
     history: list[ChatTurn] = Field(default_factory=list, max_length=50)
-    stream: bool = Field(False, description="Server-sent events: `token` pieces, then one `answer` event.")
+    stream: bool = Field(False, strict=True, description="Server-sent events: `token` pieces, then one `answer` event.")
 
     @field_validator("question")
     @classmethod
@@ -57,7 +58,7 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     query: str = Field(min_length=1, max_length=2000)
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: int | None = Field(None, ge=1, le=100, strict=True)
     filters: SearchFilters | None = None
 
     @field_validator("query")

@@ -94,12 +94,26 @@ class Hit(BaseModel):
     )
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 class SearchFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str | None = Field(None, max_length=500)
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _written_as_a_date(cls, value: object) -> object:
+        # pydantic reads a number, or a string of digits, as seconds since 1970: `"date_from": 0` or "0" silently
+        # meant 1970-01-01
+        if value is None or isinstance(value, dt.date):
+            return value
+        if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+            return value.strip()
+        raise ValueError("write dates as YYYY-MM-DD")
 
     @model_validator(mode="after")
     def _ordered_range(self) -> SearchFilters:

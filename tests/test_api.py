@@ -90,6 +90,12 @@ def test_search_returns_hits_with_metadata(client: TestClient) -> None:
         {"question": "🤔🤔 ?!"},
         {"question": "\u0000\u0001"},
         [],
+        # values of the wrong kind are refused, not coerced: these used to mean 1970-01-01, 1970-01-02, 1, 5 and true
+        {"question": "x", "filters": {"date_from": 0}},
+        {"question": "x", "filters": {"date_to": "86400"}},
+        {"question": "x", "top_k": True},
+        {"question": "x", "top_k": "5"},
+        {"question": "x", "stream": 1},
     ],
 )
 def test_malformed_requests_get_a_json_4xx_never_a_500(client: TestClient, body: object) -> None:
