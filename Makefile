@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup models models-llm models-embeddinggemma browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-eval bench-answer bench-refusal clean
+.PHONY: help setup models models-llm models-embeddinggemma browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-hostile bench-eval bench-answer bench-refusal clean
 
 help:
 	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
@@ -66,13 +66,17 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy rag ingest eval app.py $(wildcard api)
 
-bench: bench-ingest bench-retrieval
+bench: bench-ingest bench-retrieval bench-hostile
 
 bench-ingest: models
 	$(PYTHON) -m eval bench-ingest
 
 bench-retrieval: models
 	$(PYTHON) -m eval bench-retrieval
+
+# crafted files (regex bombs, deep nesting, a PDF bomb) next to normal ones; the fake embedder, no model files
+bench-hostile: setup
+	$(PYTHON) -m eval bench-hostile
 
 bench-eval: models
 	$(PYTHON) -m eval bench-korquad

@@ -14,7 +14,6 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -29,6 +28,7 @@ from api.uploads import ingest_uploads  # noqa: E402
 from rag.cli import configure_logging  # noqa: E402
 from rag.config import get_settings  # noqa: E402
 from rag.errors import InputError, RagError  # noqa: E402
+from rag.fair_lock import FairLock  # noqa: E402
 from rag.http_guard import ApiGuard, BodyTooLarge, UnexpectedErrors, error_body  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import Answer, ChatTurn, Hit, SearchFilters  # noqa: E402
@@ -110,8 +110,9 @@ class SearchResponse(BaseModel):
 def create_app(service: RagService | None = None, *, with_ui: bool = True) -> FastAPI:
     service = service or RagService(get_settings())
     settings = service.settings
-    # one request at a time reaches the models and the embedded store: 2 cores, one file lock
-    service_lock = threading.Lock()
+    # one request at a time reaches the models and the embedded store: 2 cores, one file lock. Handed out in
+    # the order asked for, so a question asked during a long upload waits for one of its turns, not for all
+    service_lock = FairLock()
     app = FastAPI(title="Policy news QA", version="0.1.0", description="Answers with citations to exact sentences.")
     app.state.service = service
 
@@ -168,9 +169,10 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
 
     @app.post("/v1/ingest")
     def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
-        """Ingest uploaded files through the running app (the embedded store allows one process)."""
+        """Ingest uploaded files through the running app (the embedded store allows one process); their
+        articles live in a namespace of their own (api/uploads.py)."""
         uploads = [(upload.filename, upload.file) for upload in files]
-        return ingest_uploads(service, uploads, batch_guard=lambda: service_lock).to_json()
+        return ingest_uploads(service, uploads, turn=service_lock).to_json()
 
     if with_ui:
         # with RAG_API_KEY set, adding articles takes the key (POST /v1/ingest); the page, which no key guards

@@ -1,86 +1,239 @@
 """Files sent to the running app (the `POST /v1/ingest` route and the chat page's upload), ingested alike.
 
-The embedded store allows one process, so while the app runs, uploads are how articles get in. Both edges
-call `ingest_uploads`: the same names, limits and pipeline whichever way a file arrives.
+The embedded store allows one process, so while the app runs, uploads are how articles get in. Both edges call
+`ingest_uploads`: the same names, namespace, limits and pipeline whichever way a file arrives.
+
+- Ids come from the file's safe name only: `upload:NAME` for a file of one document, `upload:NAME/ID` for a
+  JSONL/CSV record with an id of its own and `upload:NAME#N` for one without (N its line, or row). What a
+  document claims (front matter, canonical URL, a record's `id`) never becomes its id, so an upload can
+  neither replace nor delete an article of the operator's corpus; a claimed URL stays the article's `url`.
+- Each request writes its files into a folder of its own under UPLOAD_DIR/.incoming/, so two requests that
+  send one file name never read each other's half-written file. After ingesting, a file that gave at least one
+  article replaces UPLOAD_DIR/NAME in one rename (the last request wins); nothing else is left behind, also
+  when saving or ingesting fails.
+- Bounded: at most RAG_API_MAX_UPLOAD_FILES files of RAG_API_MAX_UPLOAD_MB together (checked while saving,
+  for the page; the HTTP guard refuses a larger body before), and documents past RAG_API_MAX_UPLOAD_CHARS
+  characters of text in all are reported as failed without being ingested. Store and model are used in turns
+  (`turn`, the app's lock), so questions asked meanwhile wait for one turn, not for the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
-from typing import Any, BinaryIO
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from ingest.pipeline import IngestReport, build_ingestor
-from rag.errors import InputError
-from rag.http_guard import safe_upload_name
+from ingest.loaders import LoadFailure, load_file
+from ingest.pipeline import UPLOAD_ID_PREFIX, IngestReport, Turn, build_ingestor
+from rag.config import ApiSettings
+from rag.errors import DiskFullError, InputError, StoreError
 from rag.service import RagService
+from rag.types import Article
 
-UPLOAD_FILES_PER_LOCK = 8
+logger = logging.getLogger(__name__)
+
+INCOMING = ".incoming"  # hidden: a folder walk (`python -m ingest UPLOAD_DIR`) skips it
+STALE_REQUEST_SECONDS = 24 * 3600  # a request folder this old belongs to a process that died mid-request
+_MULTI_DOCUMENT_SUFFIXES = (".jsonl", ".csv")
+MAX_UPLOAD_NAME_BYTES = 200  # file systems allow 255 bytes; room is left for the suffix and a hash
+
+
 COPY_BLOCK_BYTES = 1 << 20
 
-Upload = tuple[str | None, BinaryIO]  # the name the sender gave, and the file's bytes
+Upload = tuple[str | None, BinaryIO]  # the name the sender gave (never used as a path as it is), and the bytes
 
 
-def ingest_uploads(
-    service: RagService,
-    uploads: Sequence[Upload],
-    *,
-    batch_guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> IngestReport:
-    """Keep the files under the upload folder and ingest them, a few at a time under `batch_guard`.
-
-    Uploads are kept under a stable name: the file path is the article id, so re-uploading a file updates
-    its article instead of adding a copy. Together they may not exceed RAG_API_MAX_UPLOAD_MB.
-    """
-    settings = service.settings
+def ingest_uploads(service: RagService, uploads: Sequence[Upload], *, turn: Turn | None = None) -> IngestReport:
+    """Save, load and ingest the files of one request (see the module docstring). Raises InputError for no
+    file, too many, too many bytes or a name sent twice; DiskFullError when the disk fills."""
+    limits = service.settings.api
     if not uploads:
         raise InputError("files: none were sent; send at least one document")
-    folder = settings.api.upload_dir
-    folder.mkdir(parents=True, exist_ok=True)
+    if len(uploads) > limits.max_upload_files:
+        raise InputError(
+            f"files: {len(uploads)} files in one request, over the limit of {limits.max_upload_files} "
+            "(RAG_API_MAX_UPLOAD_FILES); send them in several requests"
+        )
     names = [safe_upload_name(name) for name, _ in uploads]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise InputError(f"files: {', '.join(repeated)} sent more than once; give each file its own name")
-    paths = _save_all(uploads, [folder / name for name in names], int(settings.api.max_upload_mb * (1 << 20)))
-    report = IngestReport()
-    # a few files at a time: questions asked during a long upload wait for one batch, not for all of it
-    for start in range(0, len(paths), UPLOAD_FILES_PER_LOCK):
-        with batch_guard():
-            report.add(build_ingestor(service).ingest_paths(paths[start : start + UPLOAD_FILES_PER_LOCK]))
-    _remove_rejected(report, paths)
+    folder = limits.upload_dir.absolute()
+    with _request_folder(folder) as request_folder:
+        files = _save_all([content for _, content in uploads], [request_folder / name for name in names], limits)
+        budget = _TextBudget(limits.max_upload_chars)
+        items = _namespaced_items(files, folder, budget, service.settings.ingest.max_document_chars)
+        report = build_ingestor(service, turn=turn).ingest_items(items, uploads=True)
+        if report.stopped:
+            raise DiskFullError(
+                f"{report.stopped} ({report.added} added and {report.updated} updated before it; no file was kept)"
+            )
+        _keep(files, budget.files_with_articles, folder)
+    _name_failures_by_upload(report, folder)
     return report
 
 
-def _save_all(uploads: Sequence[Upload], targets: list[Path], limit_bytes: int) -> list[Path]:
-    """Write every file beside its target first and move them into place only when all fit the limit: an
-    upload refused half way leaves the files kept from earlier uploads as they were."""
-    partials = [target.with_name(target.name + ".partial") for target in targets]
-    written = 0
+def _keep(files: Sequence[Path], names: set[str], folder: Path) -> None:
+    """Move the files that gave articles into the upload folder, each in one rename."""
+    for file in files:
+        if file.name not in names:
+            continue
+        try:
+            os.replace(file, folder / file.name)
+        except OSError as exc:  # the articles are in; only the copy of record is missing
+            logger.warning("could not keep the upload %s in %s: %s", file.name, folder, exc.strerror or exc)
+
+
+class _TextBudget:
+    """The characters of text a request may still ingest, and which files gave articles."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars, self.used = max_chars, 0
+        self.files_with_articles: set[str] = set()
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.max_chars
+
+    def take(self, chars: int) -> bool:
+        if self.used + chars > self.max_chars:
+            self.used = self.max_chars
+            return False
+        self.used += chars
+        return True
+
+    def reason(self) -> str:
+        return (
+            f"not ingested: this request's documents reached {self.max_chars:,} characters of text "
+            "(RAG_API_MAX_UPLOAD_CHARS); send this file, and those after it, in another request"
+        )
+
+
+def _namespaced_items(
+    files: Sequence[Path], folder: Path, budget: _TextBudget, max_document_chars: int
+) -> Iterator[Article | LoadFailure]:
+    """The files' documents with upload ids and the kept file as origin, until the text budget is spent."""
+    for file in files:
+        if budget.spent:
+            yield LoadFailure(str(file), budget.reason())
+            continue
+        for item in load_file(file, max_document_chars=max_document_chars):
+            if isinstance(item, LoadFailure):
+                yield item
+            elif budget.take(len(item.text)):
+                budget.files_with_articles.add(file.name)
+                yield item.model_copy(update={"id": _upload_id(item.id, file), "origin": str(folder / file.name)})
+            else:
+                yield LoadFailure(str(file), budget.reason())
+                break
+
+
+def safe_upload_name(raw: str | None) -> str:
+    """A file name an upload can be stored under: the last path component (either slash), without control
+    characters or leading dots (never hidden, never `.`/`..`), and short enough for any file system (a long
+    name keeps its extension and gains a hash of the original, so two long names that share a prefix stay
+    distinct)."""
+    name = PurePosixPath((raw or "").replace("\\", "/")).name
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().lstrip(".")
+    if not name:
+        return "upload.txt"
+    if len(name.encode("utf-8")) <= MAX_UPLOAD_NAME_BYTES:
+        return name
+    path = PurePosixPath(name)
+    suffix = path.suffix if len(path.suffix.encode("utf-8")) <= 16 else ""
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    budget = MAX_UPLOAD_NAME_BYTES - len(suffix.encode("utf-8")) - len(digest) - 1
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
+    return f"{stem}-{digest}{suffix}"
+
+
+def _upload_id(loaded_id: str, file: Path) -> str:
+    """The id of a document from an uploaded file; `loaded_id` is what the loader gave it."""
+    name = file.name
+    if not name.lower().endswith(_MULTI_DOCUMENT_SUFFIXES):
+        return f"{UPLOAD_ID_PREFIX}{name}"
+    by_position = file.as_posix() + "#"  # the loader's id for a record without one: "path#line"
+    if loaded_id.startswith(by_position):
+        return f"{UPLOAD_ID_PREFIX}{name}#{loaded_id[len(by_position) :]}"
+    return f"{UPLOAD_ID_PREFIX}{name}/{loaded_id}"
+
+
+@contextmanager
+def _request_folder(folder: Path) -> Iterator[Path]:
+    """A folder of the request's own under UPLOAD_DIR/.incoming, removed on the way out whatever happens."""
+    incoming = folder / INCOMING
     try:
-        for (_, source), partial in zip(uploads, partials, strict=True):
-            with partial.open("wb") as handle:
-                while block := source.read(COPY_BLOCK_BYTES):
+        incoming.mkdir(parents=True, exist_ok=True)
+        _remove_stale_requests(incoming)
+        path = Path(tempfile.mkdtemp(dir=incoming))
+    except OSError as exc:
+        raise _saving_error(exc, incoming) from exc
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_stale_requests(incoming: Path) -> None:
+    cutoff = time.time() - STALE_REQUEST_SECONDS
+    for entry in incoming.iterdir():
+        try:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:  # removed meanwhile by another request
+            continue
+
+
+def _save_all(contents: Sequence[BinaryIO], targets: list[Path], limits: ApiSettings) -> list[Path]:
+    """Write each file into the request's folder, refusing the request once the files pass RAG_API_MAX_UPLOAD_MB
+    together (the folder, and so everything written, goes with the request)."""
+    limit = int(limits.max_upload_mb * (1 << 20))
+    written = 0
+    for content, target in zip(contents, targets, strict=True):
+        try:
+            with target.open("wb") as handle:
+                while block := content.read(COPY_BLOCK_BYTES):
                     written += len(block)
-                    if written > limit_bytes:
+                    if written > limit:
                         raise InputError(
-                            f"files: together over RAG_API_MAX_UPLOAD_MB ({limit_bytes / (1 << 20):g} MB); send "
+                            f"files: together over RAG_API_MAX_UPLOAD_MB ({limits.max_upload_mb:g} MB); send "
                             "fewer or smaller files"
                         )
                     handle.write(block)
-    except BaseException:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        raise
-    for partial, target in zip(partials, targets, strict=True):
-        partial.replace(target)
+        except OSError as exc:
+            raise _saving_error(exc, target.parent) from exc
     return targets
 
 
-def _remove_rejected(report: IngestReport, paths: list[Path]) -> None:
-    """A file that failed as a whole (binary, unsupported, empty) is not kept: the report names it, and a
-    folder of rejects would only grow. Files with some bad lines keep their good ones ingested, so stay."""
-    rejected = {failure.path for failure in report.failed}
-    for path in paths:
-        if str(path) in rejected:
-            path.unlink(missing_ok=True)
+def _saving_error(exc: OSError, where: Path) -> StoreError:
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError(
+            f"no space left on the device while saving the uploaded files in {where.parent}; nothing was kept "
+            "or ingested. Free disk space and send them again"
+        )
+    return StoreError(
+        f"cannot save the uploaded files in {where.parent} ({exc.strerror or exc}); check RAG_API_UPLOAD_DIR"
+    )
+
+
+def _name_failures_by_upload(report: IngestReport, folder: Path) -> None:
+    """Failures name the file as it was sent ("notes.md", "data.jsonl:3"), not where the server put it."""
+    incoming = str(folder / INCOMING) + os.sep
+    kept = str(folder) + os.sep
+    for index, failure in enumerate(report.failed):
+        path = failure.path
+        if path.startswith(incoming):
+            path = path[len(incoming) :].split(os.sep, 1)[-1]
+        elif path.startswith(kept):
+            path = path[len(kept) :]
+        report.failed[index] = LoadFailure(path, failure.reason)

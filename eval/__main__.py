@@ -15,7 +15,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from eval import bench, bench_answer, bench_refusal  # noqa: E402
+from eval import bench, bench_answer, bench_hostile, bench_refusal  # noqa: E402
 from eval.datasets import write_jsonl  # noqa: E402
 from eval.feedback import feedback_questions  # noqa: E402
 from eval.report import format_summary  # noqa: E402
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     refusal = commands.add_parser("bench-refusal", help="measure the refusal thresholds on in/out-of-index questions")
     refusal.add_argument("--per-side", type=int, default=100, metavar="N", help="questions with / without source")
     refusal.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    hostile = commands.add_parser(
+        "bench-hostile", help="ingest time of crafted files (regex bombs, deep nesting, a PDF bomb) vs normal ones"
+    )
+    hostile.add_argument("--size", type=int, default=1_000_000, metavar="BYTES", help="file size (default %(default)s)")
+    hostile.add_argument("--only", action="append", metavar="CASE", help="run only this case (repeatable)")
+    hostile.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     return parser
 
 
@@ -158,6 +164,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.command == "bench-refusal":
         bench_refusal.run(per_side=args.per_side, as_json=args.json)
         return 0
+    if args.command == "bench-hostile":
+        result = bench_hostile.run(settings, size=args.size, only=args.only)
+        return _print_bench(result, bench_hostile.format_result(result), args.json)
     if args.command == "bench-ingest":
         result = bench.bench_ingest(settings, embedder=embedder)
         return _print_bench(result, bench.format_ingest(result), args.json)

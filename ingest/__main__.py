@@ -1,6 +1,7 @@
 """`python -m ingest PATH [PATH ...]`: load news files into the collection (see CONTRACT.md).
 
-Exit codes: 0 every input ingested, 1 some inputs failed (the rest is ingested), 2 usage or configuration.
+Exit codes: 0 every input ingested, 1 some inputs failed (the rest is ingested) or the disk filled up (the run
+stopped; what it wrote is reported), 2 usage or configuration (a `--sync` path that is missing or unreadable too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders (searched recursively)")
     parser.add_argument("--collection", help="collection to write (overrides RAG_COLLECTION)")
     parser.add_argument(
-        "--sync", action="store_true", help="also delete stored articles whose file under these paths is gone"
+        "--sync",
+        action="store_true",
+        help="also delete stored articles whose file under these paths is gone (a path that is missing or cannot be "
+        "read stops the run before anything is deleted)",
     )
     parser.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
     mapping = parser.add_argument_group("CSV column mapping (default: detected from the header, English or Korean)")
@@ -64,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         service.close()
     _print_report(report, as_json=args.json)
-    return EXIT_PARTIAL if report.failed else EXIT_OK
+    if report.stopped:
+        fail(f"{report.stopped}. The run stopped there: what is counted above was written, the rest was not read")
+    return EXIT_PARTIAL if report.failed or report.stopped else EXIT_OK
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -23,12 +23,15 @@ TokenCounter = Callable[[str], int]
 
 _LINE = re.compile(r"[^\n]+")
 MAX_KIWI_CHARS = 5_000  # longer lines reach kiwi in windows (see split_sentences)
+MAX_UNBROKEN_KIWI_CHARS = 1_000  # the window for a run without a space (kiwi's cost grows with its square)
 # kiwi leaves English runs unsplit; break after . ! ? before a capital, digit or opening quote
 _LATIN_BOUNDARY = re.compile(r"(?<=[.!?])([\"'”’)]?)\s+(?=[A-Z0-9\"“‘(\[])")
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Co|Corp|Ltd|No|vs|etc|U\.S|e\.g|i\.e))\.$")
 _OPENING_BRACKETS, _CLOSING_BRACKETS = "([（［", ")]）］"
+_BRACKET = re.compile(f"[{re.escape(_OPENING_BRACKETS + _CLOSING_BRACKETS)}]")
 # a bracket left open is closed within this many characters in real text; past it, the "(" was a stray
 MAX_BRACKETED_SENTENCE_CHARS = 400
+MAX_BRACKETED_SENTENCES = 8  # ... and within this many of kiwi's sentences (a caption or aside splits into a few)
 _CHARS_PER_TOKEN_GUESS = 8  # generous for Korean and English (≈1.5 and ≈4); the search widens if not
 
 
@@ -58,11 +61,12 @@ def split_sentences(text: str) -> list[Span]:
 
 
 def _windows(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """[start, end) cut into pieces of at most MAX_KIWI_CHARS, each cut after a space where there is one."""
+    """[start, end) cut into pieces of at most MAX_KIWI_CHARS, each cut after a space where there is one; a run
+    without one is cut every MAX_UNBROKEN_KIWI_CHARS (kiwi took 0.1-0.5 s for 5,000 characters without a space)."""
     pieces = []
     while end - start > MAX_KIWI_CHARS:
         cut = text.rfind(" ", start + MAX_KIWI_CHARS // 2, start + MAX_KIWI_CHARS)
-        cut = cut + 1 if cut != -1 else start + MAX_KIWI_CHARS
+        cut = cut + 1 if cut != -1 else start + MAX_UNBROKEN_KIWI_CHARS
         pieces.append((start, cut))
         start = cut
     pieces.append((start, end))
@@ -130,23 +134,28 @@ def _join_open_brackets(text: str, spans: list[Span]) -> list[Span]:
 
 
 def _closing_span(text: str, spans: list[Span], first: int) -> int:
-    """Index of the span that closes the brackets left open in spans[first] (`first` when none are open)."""
-    start = spans[first].start
-    for last in range(first, len(spans)):
+    """Index of the span that closes the brackets left open in spans[first] (`first` when none are open).
+    The depth is carried from span to span, so each character is read once per `first`, not once per span
+    (a line of `![![![` is thousands of tiny spans)."""
+    start = scanned = spans[first].start
+    depth = 0
+    for last in range(first, min(len(spans), first + MAX_BRACKETED_SENTENCES)):
         end = spans[last].end
-        if end - start > MAX_BRACKETED_SENTENCE_CHARS or "\n" in text[start:end]:
+        if end - start > MAX_BRACKETED_SENTENCE_CHARS or "\n" in text[scanned:end]:
             break
-        if _bracket_depth(text[start:end]) == 0:
+        depth = _bracket_depth(text[scanned:end], depth)
+        scanned = end
+        if depth == 0:
             return last
     return first
 
 
-def _bracket_depth(sentence: str) -> int:
-    depth = 0
-    for ch in sentence:
-        if ch in _OPENING_BRACKETS:
+def _bracket_depth(part: str, depth: int = 0) -> int:
+    """Brackets left open after `part`, given `depth` open before it (a stray closing bracket is ignored)."""
+    for bracket in _BRACKET.findall(part):
+        if bracket in _OPENING_BRACKETS:
             depth += 1
-        elif ch in _CLOSING_BRACKETS and depth > 0:
+        elif depth > 0:
             depth -= 1
     return depth
 

@@ -1,5 +1,5 @@
 """Pure text functions: Unicode/whitespace normalisation, removal of the page chrome a scraper leaves
-around a news article, light Markdown-to-text, and date parsing.
+around a news article, and date parsing (Markdown → text is ingest/markdown_text.py).
 
 Everything here is a pure function of its input (no I/O, no settings), so the text an article is stored
 with — the text citation offsets point into — depends only on the file's content.
@@ -101,8 +101,10 @@ _LEGAL_NOTICE = re.compile(
 )
 # A line ending like a Korean declarative sentence is content ("... 무단 전재를 금지했다."), not a notice.
 _KO_SENTENCE_END = re.compile(r"(?:다|요|죠)[.!?”\"')]*$")
+# Starts with a literal (an optional quote, then 이): a leading `\s*` would rescan a long run of spaces from
+# each of its positions. Between 자료는 and the ministry one optional space, then at most 80 characters.
 _REPUBLICATION_NOTICE = re.compile(
-    r"[“\"]?\s*이\s*자료는\s*[^“”\"\n]{1,80}?보도자료를\s*전재하여\s*제공함을\s*알려드립니다\.?\s*[”\"]?"
+    r"(?:[“\"][^\S\n]*)?이\s*자료는\s?[^“”\"\n]{1,80}?보도자료를\s*전재하여\s*제공함을\s*알려드립니다\.?[^\S\n]*[”\"]?"
 )
 _BYLINE_KO = re.compile(
     rf"^(?:[\[(【<][^\])】>]{{1,30}}[\])】>]\s*)?{_KO_NAME}(?:\s*[·,/]\s*{_KO_NAME}){{0,3}}\s*"
@@ -187,14 +189,15 @@ def _is_chrome_line(line: str) -> bool:
 def _drop_repeated_lines(lines: list[str]) -> list[str]:
     """Drop a line equal to the previous non-blank line, and a caption followed by itself plus a credit."""
     kept: list[str] = []
+    previous: str | None = None  # the last non-blank line kept (blank lines left by dropped chrome can pile up)
     for line in lines:
-        previous = next((k for k in reversed(kept) if k), None)
         if line and previous is not None and _same_line(line, previous):
             continue
         if line and kept and kept[-1] and _is_caption_with_credit(kept[-1], line):
-            kept[-1] = line
+            kept[-1] = previous = line
             continue
         kept.append(line)
+        previous = line or previous
     return kept
 
 
@@ -254,56 +257,6 @@ def _is_mostly_hangul(text: str) -> bool:
 def strip_republication_notice(text: str) -> str:
     """Remove the korea.kr notice "이 자료는 ○○부의 보도자료를 전재하여 제공함을 알려드립니다."."""
     return normalize_text(_REPUBLICATION_NOTICE.sub("", text))
-
-
-# --- Markdown ------------------------------------------------------------------------------------------
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<body>.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_FRONT_MATTER_FIELD = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*:\s*(?P<value>.*?)\s*$")
-_MD_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"<!--.*?-->", re.DOTALL), ""),
-    (re.compile(r"^[ \t]*(?:```|~~~).*$", re.MULTILINE), ""),
-    (re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE), r"\1"),
-    (re.compile(r"^ {0,3}(?:[-*_=][ \t]*){3,}$", re.MULTILINE), ""),  # rules and setext underlines
-    (re.compile(r"^ {0,3}>[ \t]?", re.MULTILINE), ""),
-    (re.compile(r"^ {0,3}\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE), ""),
-    (re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)"), ""),
-    (re.compile(r"\[([^\]\n]+)\]\((?:[^()\n]|\([^()\n]*\))*\)"), r"\1"),
-    (re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]"), r"\1"),
-    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),
-    (re.compile(r"</?(?:br|p|div|span|b|i|u|em|strong|a|img|sup|sub|small)\b[^>]*>", re.IGNORECASE), ""),
-    (re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__"), r"\1\2"),
-    (re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])"), r"\1"),
-    (re.compile(r"`([^`\n]+)`"), r"\1"),
-    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!>|])"), r"\1"),
-]
-_MD_HEADING = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
-
-
-def split_front_matter(text: str) -> tuple[dict[str, str], str]:
-    """Split a leading YAML-style `---` block of `key: value` lines (Jekyll/Hugo) from the Markdown body."""
-    match = _FRONT_MATTER.match(text)
-    if not match:
-        return {}, text
-    fields: dict[str, str] = {}
-    for line in match.group("body").split("\n"):
-        field = _FRONT_MATTER_FIELD.match(line)
-        if field:
-            fields[field.group("key").lower()] = field.group("value").strip("'\"")
-    return fields, text[match.end() :]
-
-
-def markdown_heading(text: str) -> str | None:
-    """The text of the first level-1 `# heading`, if any."""
-    match = _MD_HEADING.search(text)
-    return normalize_inline(markdown_to_text(match.group(1))) if match else None
-
-
-def markdown_to_text(text: str) -> str:
-    """Plain text from Markdown: markup (headings, links, emphasis, images, code fences) removed, words kept."""
-    for pattern, replacement in _MD_RULES:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 # --- dates ------------------------------------------------------------------------------------------------
@@ -371,14 +324,22 @@ def _date_from_match(match: re.Match[str]) -> dt.date | None:
         return None
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_date(value: str | None) -> dt.date | None:
     """Parse a date field: "2024-04-20", "2024-04-20T09:00:00+09:00", "2024년 4월 20일", "2024. 4. 20.",
     "20240420", "April 20, 2024", RFC 2822... Returns None for anything it cannot read: a bad date never
     fails a record. A datetime keeps the calendar day it was written with, whatever its zone.
+    A value longer than any date is written is not one (and is neither parsed nor cached).
     """
-    if not value or not value.strip():
+    if not value or not value.strip() or len(value) > _MAX_DATE_FIELD_CHARS:
         return None
+    return _parse_date_field(value)
+
+
+_MAX_DATE_FIELD_CHARS = 200
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_date_field(value: str) -> dt.date | None:
     found = find_date(value.strip())
     if found:
         return found[0]

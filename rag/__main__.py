@@ -1,4 +1,4 @@
-"""`python -m rag`: ask questions, provision models, show settings."""
+"""`python -m rag`: ask questions, provision models, show settings, check the installation."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from rag.calibration import E5_EMBEDDING, GEMMA_EMBEDDING  # noqa: E402
-from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json  # noqa: E402
+from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json, write_out  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
+from rag.doctor import format_checks, report, run_checks  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
 from rag.provision.models import provision  # noqa: E402
 from rag.service import RagService  # noqa: E402
@@ -56,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--json", action="store_true", help="print as JSON (default is also JSON, indented)")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the settings, the models, the store and the collection; one line per check with what to do",
+        epilog="Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 for bad settings.",
+    )
+    doctor.add_argument("--collection", help="collection to check (overrides RAG_COLLECTION)")
+    doctor.add_argument("--json", action="store_true", help='print {"ok": bool, "checks": [...]} as JSON')
     return parser
 
 
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return _config(settings, args)
         if args.command == "models":
             return _models(settings, args)
+        if args.command == "doctor":
+            return _doctor(settings, args)
         return _ask(settings, args)
     except ConfigurationError as exc:
         return fail(exc.message, EXIT_USAGE)
@@ -83,6 +94,16 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return EXIT_OK
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    checks = run_checks(settings.with_overrides(collection=args.collection))
+    outcome = report(checks)
+    if args.json:
+        print_json(outcome)
+    else:
+        write_out(format_checks(checks))
+    return EXIT_OK if outcome["ok"] else 1
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:

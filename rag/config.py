@@ -10,6 +10,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -249,11 +250,37 @@ class LLMSettings(BaseModel):
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 keeps answers reproducible.")
 
 
+class IngestSettings(BaseModel):
+    max_document_chars: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Most characters of text one document (a file, or one JSONL/CSV record) may hold after "
+        "extraction; a longer one is reported as failed. A PDF stops being read at this point, so a small file "
+        "that inflates to gigabytes of text costs no more than this.",
+    )
+    max_chunks_per_document: int = Field(
+        5_000,
+        ge=1,
+        description="Most chunks one document may be cut into; a document that needs more is reported as failed "
+        "(at 200 tokens a chunk, about 1.5 MB of Korean text).",
+    )
+
+
 class ApiSettings(BaseModel):
     key: SecretStr | None = Field(None, description="When set, /v1/* requires `Authorization: Bearer <key>`.")
     upload_dir: Path = Field(Path("storage/uploads"), description="Where files sent to POST /v1/ingest are kept.")
     max_request_mb: float = Field(4.0, gt=0, description="Largest body /v1/answer and /v1/search accept (413 past it).")
     max_upload_mb: float = Field(200.0, gt=0, description="Largest upload (all files together) /v1/ingest accepts.")
+    max_upload_files: int = Field(
+        100, ge=1, description="Most files one POST /v1/ingest may carry; a request with more is refused (422)."
+    )
+    max_upload_chars: int = Field(
+        5_000_000,
+        ge=1_000,
+        description="Most characters of text (after extraction, all files together) one POST /v1/ingest ingests; "
+        "the documents past it are reported as failed, to be sent in another request. Bounds the time one request "
+        "keeps the service busy.",
+    )
 
 
 class FeedbackSettings(BaseModel):
@@ -289,6 +316,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     api: ApiSettings = ApiSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @model_validator(mode="after")
     def _openai_backend_needs_endpoint(self) -> Settings:
@@ -378,7 +406,38 @@ def _mask_secrets(value: Any) -> Any:
         return "********" if value.get_secret_value() else ""
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return mask_url(value)
     return value
+
+
+_SECRET_QUERY_KEYS = ("key", "token", "secret", "password", "passwd", "signature", "sig", "auth")
+
+
+def mask_url(value: str) -> str:
+    """A URL with its password (`https://user:secret@host` → `https://user:***@host`) and the values of query
+    parameters that hold credentials (`?api_key=...`) masked, for output and error messages. Other text as is."""
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:  # not a URL after all (an odd port, a bracket)
+        return value
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and not any(_is_secret_key(name) for name, _ in pairs):
+        return value
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = urlencode([(k, "***" if _is_secret_key(k) else v) for k, v in pairs], safe="*") if pairs else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _is_secret_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_QUERY_KEYS)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -44,6 +44,19 @@ class StoreLockedError(StoreError):
     code = "store_locked"
 
 
+class StoreCorruptError(StoreError):
+    """The embedded store folder is damaged (a truncated meta.json, a broken SQLite file) and cannot be opened."""
+
+    code = "store_corrupt"
+
+
+class DiskFullError(StoreError):
+    """No space left on the device while writing (the store, or an uploaded file); nothing half-written is kept."""
+
+    code = "disk_full"
+    http_status = 507
+
+
 class CollectionMismatchError(StoreError):
     """A collection was built with other vector-shaping settings (model, dimension, chunking)."""
 

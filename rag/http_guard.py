@@ -12,13 +12,10 @@ Why a pure ASGI middleware rather than FastAPI dependencies:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import PurePosixPath
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -38,7 +35,6 @@ ROUTES: dict[str, frozenset[str]] = {
     "/readyz": frozenset({"GET", "HEAD"}),
 }
 UPLOAD_ROUTE = "/v1/ingest"
-MAX_UPLOAD_NAME_BYTES = 200  # file systems allow 255 bytes; room is left for the suffix and a hash
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -168,22 +164,3 @@ async def _respond(
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
     await send({"type": "http.response.body", "body": body})
-
-
-def safe_upload_name(raw: str | None) -> str:
-    """A file name an upload can be stored under: the last path component (either slash), without control
-    characters, never `.`/`..`, and short enough for any file system (a long name keeps its extension and
-    gains a hash of the original, so two long names that share a prefix stay distinct)."""
-    name = PurePosixPath((raw or "").replace("\\", "/")).name
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
-    if name in ("", ".", ".."):
-        return "upload.txt"
-    if len(name.encode("utf-8")) <= MAX_UPLOAD_NAME_BYTES:
-        return name
-    path = PurePosixPath(name)
-    suffix = path.suffix if len(path.suffix.encode("utf-8")) <= 16 else ""
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
-    budget = MAX_UPLOAD_NAME_BYTES - len(suffix.encode("utf-8")) - len(digest) - 1
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    stem = stem.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
-    return f"{stem}-{digest}{suffix}"

@@ -68,15 +68,20 @@ class Chunk(BaseModel):
     date: dt.date | None = None
     url: str | None = None
     source: str | None = None
+    generation: int = Field(
+        0, ge=0, le=1, description="Which of two sets of point ids it uses: a new version is written beside the old."
+    )
 
     @property
     def id(self) -> str:
-        return chunk_point_id(self.article_id, self.index)
+        return chunk_point_id(self.article_id, self.index, self.generation)
 
 
-def chunk_point_id(article_id: str, index: int) -> str:
-    """Deterministic point id: re-ingesting the same article overwrites, never duplicates."""
-    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{article_id}\x1f{index}"))
+def chunk_point_id(article_id: str, index: int, generation: int = 0) -> str:
+    """Deterministic point id: re-ingesting the same article overwrites, never duplicates. Generation 0 keeps
+    the ids chunks had before generations existed."""
+    key = f"{article_id}\x1f{index}" if generation == 0 else f"{article_id}\x1f{index}\x1f{generation}"
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, key))
 
 
 def article_point_id(article_id: str) -> str:

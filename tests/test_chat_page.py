@@ -329,7 +329,7 @@ def test_upload_from_the_page_goes_through_the_ingest_pipeline(page: ChatPage, t
     notice, sources, cleared = page.upload([str(upload)], "ko")
     assert "추가 1" in notice and cleared is None
     assert (page.service.settings.api.upload_dir / "rail.txt").is_file()  # kept like a POST /v1/ingest upload
-    assert page.service.article(str((page.service.settings.api.upload_dir / "rail.txt").resolve())) is not None
+    assert page.service.article("upload:rail.txt") is not None  # in the namespace of uploads
     assert sources["choices"][0] == ("전체 출처", "")
     notice, _, _ = page.upload([], "ko")
     assert "파일" in notice
@@ -341,7 +341,7 @@ def test_uploads_past_the_limit_are_refused_and_leave_nothing(settings: Settings
     try:
         with pytest.raises(InputError, match="RAG_API_MAX_UPLOAD_MB"):
             ingest_uploads(service, [("a.txt", io.BytesIO(b"x" * 800)), ("b.txt", io.BytesIO(b"y" * 800))])
-        assert list(small.api.upload_dir.iterdir()) == []
+        assert [p for p in small.api.upload_dir.rglob("*") if p.is_file()] == []
     finally:
         service.close()
 

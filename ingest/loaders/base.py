@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.cleaning import normalize_inline, unescape_entities
+from rag.config import IngestSettings
 from rag.errors import DocumentError
 from rag.types import Article
 
@@ -14,6 +15,8 @@ TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 SUPPORTED_SUFFIXES: frozenset[str] = TEXT_SUFFIXES | HTML_SUFFIXES | {".jsonl", ".csv", ".pdf"}
 MAX_TITLE_CHARS = 300
+# RAG_INGEST_MAX_DOCUMENT_CHARS's default, for callers that pass none (the pipeline passes the setting)
+DEFAULT_MAX_DOCUMENT_CHARS: int = IngestSettings.model_fields["max_document_chars"].default
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,15 @@ class CsvColumns:
     source: str | None = None
 
 
-Loader = Callable[[Path, CsvColumns], Iterator[Article | LoadFailure]]
+@dataclass(frozen=True)
+class LoadOptions:
+    """How files are read: the CSV column mapping, and the most text one document may hold."""
+
+    csv_columns: CsvColumns = CsvColumns()
+    max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS
+
+
+Loader = Callable[[Path, LoadOptions], Iterator[Article | LoadFailure]]
 
 
 def suffix_list() -> str:
@@ -58,6 +69,20 @@ def clean_title(title: str | None) -> str | None:
         return None
     title = normalize_inline(unescape_entities(title))
     return title[:MAX_TITLE_CHARS] or None
+
+
+def too_long_reason(chars: int, max_chars: int, *, stopped: str = "", about: str = "") -> str:
+    """Why a document over the length limit is not ingested (`stopped`: where reading it was given up)."""
+    return (
+        f"has {about}{chars:,} characters of text{stopped}, over the limit of {max_chars:,}; split it into "
+        "smaller documents, or raise RAG_INGEST_MAX_DOCUMENT_CHARS"
+    )
+
+
+def check_length(article: Article, max_chars: int) -> None:
+    """For loaders of many documents a file, whose failures name the line."""
+    if len(article.text) > max_chars:
+        raise DocumentError(too_long_reason(len(article.text), max_chars))
 
 
 def check_unique(article_id: str, number: int, seen: dict[str, int], unit: str) -> None:

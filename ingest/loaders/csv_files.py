@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ingest.cleaning import normalize_text, parse_date, unescape_entities
-from ingest.loaders.base import CsvColumns, LoadFailure, check_unique, clean_title
+from ingest.loaders.base import CsvColumns, LoadFailure, LoadOptions, check_length, check_unique, clean_title
 from ingest.loaders.decoding import read_text
 from rag.errors import DocumentError
 from rag.types import Article
@@ -49,7 +49,7 @@ _URL_LIKE = re.compile(r"^(?:https?://|www\.)\S+$", re.IGNORECASE)
 _DELIMITERS = (",", "\t", ";", "|")
 
 
-def load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFailure]:
+def load_csv_file(path: Path, options: LoadOptions) -> Iterator[Article | LoadFailure]:
     """One article per row. A bad row is a failure named "file:LINE", the line it starts on (a quoted field
     may span lines); an article without an id column is "file#ROW" (the header is row 1)."""
     text = read_text(path)
@@ -63,7 +63,7 @@ def load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFai
     if not header or not any(cell.strip() for cell in header):
         raise DocumentError("empty file: no header row")
     header = [cell.strip() for cell in header]
-    mapping = _resolve_columns(header, columns)
+    mapping = _resolve_columns(header, options.csv_columns)
     seen: dict[str, int] = {}
     rows = 0
     for number, line, row in records:
@@ -80,6 +80,7 @@ def load_csv_file(path: Path, columns: CsvColumns) -> Iterator[Article | LoadFai
         try:
             article = _article_from_row(row, header, mapping, origin, f"{path.as_posix()}#{number}")
             check_unique(article.id, line, seen, "line")
+            check_length(article, options.max_document_chars)
         except DocumentError as exc:
             yield LoadFailure(f"{origin}:{line}", exc.message)
             continue

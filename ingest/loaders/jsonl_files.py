@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ingest.cleaning import normalize_text, parse_date, strip_republication_notice, unescape_entities
-from ingest.loaders.base import CsvColumns, LoadFailure, check_unique, clean_title
+from ingest.loaders.base import LoadFailure, LoadOptions, check_length, check_unique, clean_title
 from ingest.loaders.decoding import BINARY_REASON, BOMS, SNIFF_BYTES, detect_encoding
 from rag.errors import DocumentError
 from rag.types import Article
@@ -27,7 +27,7 @@ _DATE_KEYS = ("date", "publish_date", "published_at", "published", "approved_at"
 _SOURCE_KEYS = ("source", "ministry", "source_name", "publisher")
 
 
-def load_jsonl_file(path: Path, _columns: CsvColumns) -> Iterator[Article | LoadFailure]:
+def load_jsonl_file(path: Path, options: LoadOptions) -> Iterator[Article | LoadFailure]:
     """One record per line; a bad line is a failure named "file:LINE" and the other lines still load."""
     origin = str(path)
     seen: dict[str, int] = {}
@@ -45,6 +45,7 @@ def load_jsonl_file(path: Path, _columns: CsvColumns) -> Iterator[Article | Load
                 record = _parse_json_line(raw, encoding)
                 article = article_from_record(record, origin, fallback_id=f"{path.as_posix()}#{number}")
                 check_unique(article.id, number, seen, "line")
+                check_length(article, options.max_document_chars)
             except DocumentError as exc:
                 yield LoadFailure(f"{origin}:{number}", exc.message)
                 continue

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.cleaning import first_meaningful_line, normalize_text, split_leading_date
-from ingest.loaders.base import CsvColumns, clean_title
+from ingest.loaders.base import LoadOptions, clean_title, too_long_reason
+from ingest.loaders.pdf_text import OverBudget, read_pages
 from rag.errors import DocumentError
 from rag.types import Article
 
@@ -18,8 +19,9 @@ _JUNK_PDF_TITLE = re.compile(
 )
 
 
-def load_pdf_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
-    """The PDF's text layer, pages separated by a blank line; layout line breaks are kept."""
+def load_pdf_file(path: Path, options: LoadOptions) -> Iterator[Article]:
+    """The PDF's text layer, pages separated by a blank line; layout line breaks are kept. Reading stops once
+    the text is known to be over `options.max_document_chars` (see pdf_text.py)."""
     # only PDF files need pypdf
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -27,9 +29,14 @@ def load_pdf_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
     try:
         reader = PdfReader(path)
         _unlock(reader)
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = read_pages(reader, options.max_document_chars)
     except PdfReadError as exc:
         raise DocumentError(f"not a readable PDF ({exc}); check the file opens in a PDF viewer") from exc
+    except OverBudget as over:
+        about = "about " if over.estimated else ""
+        stopped = f" by page {over.page} of {over.pages}, where reading stopped"
+        reason = too_long_reason(over.chars, options.max_document_chars, stopped=stopped, about=about)
+        raise DocumentError(reason) from None
     if not pages:
         raise DocumentError("the PDF has no pages")
     text = normalize_text("\n\n".join(pages))

@@ -20,7 +20,17 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ingest.loaders.base import HTML_SUFFIXES, TEXT_SUFFIXES, CsvColumns, Loader, LoadFailure, unsupported_reason
+from ingest.loaders.base import (
+    DEFAULT_MAX_DOCUMENT_CHARS,
+    HTML_SUFFIXES,
+    TEXT_SUFFIXES,
+    CsvColumns,
+    Loader,
+    LoadFailure,
+    LoadOptions,
+    too_long_reason,
+    unsupported_reason,
+)
 from ingest.loaders.csv_files import load_csv_file
 from ingest.loaders.discovery import discover_files
 from ingest.loaders.html_files import load_html_file
@@ -44,28 +54,37 @@ _LOADERS: dict[str, Loader] = {
 }
 
 
-def iter_documents(paths: Sequence[Path], csv_columns: CsvColumns | None = None) -> Iterator[Article | LoadFailure]:
+def iter_documents(
+    paths: Sequence[Path], csv_columns: CsvColumns | None = None, *, max_document_chars: int | None = None
+) -> Iterator[Article | LoadFailure]:
     """Articles and failures from every file under `paths`, streamed one file at a time."""
     files, failures = discover_files(paths)
     yield from failures
     for file in files:
-        yield from load_file(file, csv_columns)
+        yield from load_file(file, csv_columns, max_document_chars=max_document_chars)
 
 
-def load_file(path: Path, csv_columns: CsvColumns | None = None) -> Iterator[Article | LoadFailure]:
-    """Articles from one file; any problem comes out as a `LoadFailure` instead of an exception."""
+def load_file(
+    path: Path, csv_columns: CsvColumns | None = None, *, max_document_chars: int | None = None
+) -> Iterator[Article | LoadFailure]:
+    """Articles from one file; any problem comes out as a `LoadFailure` instead of an exception. A document
+    whose text is longer than `max_document_chars` (default DEFAULT_MAX_DOCUMENT_CHARS) is a failure too."""
     path = Path(path)
     loader = _LOADERS.get(path.suffix.lower())
     if loader is None:
         yield LoadFailure(str(path), unsupported_reason(path))
         return
+    options = LoadOptions(csv_columns or CsvColumns(), max_document_chars or DEFAULT_MAX_DOCUMENT_CHARS)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise DocumentError(
                 f"file is {_megabytes(size)}, over the {_megabytes(MAX_FILE_BYTES)} limit; split it into smaller files"
             )
-        yield from loader(path, csv_columns or CsvColumns())
+        for item in loader(path, options):
+            if isinstance(item, Article) and len(item.text) > options.max_document_chars:
+                item = LoadFailure(str(path), too_long_reason(len(item.text), options.max_document_chars))
+            yield item
     except DocumentError as exc:
         yield LoadFailure(str(path), exc.message)
     except OSError as exc:

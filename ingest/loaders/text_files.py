@@ -5,21 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.cleaning import (
-    clean_scraped_text,
-    first_meaningful_line,
-    markdown_heading,
-    markdown_to_text,
-    parse_date,
-    split_front_matter,
-    split_leading_date,
-)
-from ingest.loaders.base import CsvColumns, clean_title, require_text
+from ingest.cleaning import clean_scraped_text, first_meaningful_line, parse_date, split_leading_date
+from ingest.loaders.base import LoadOptions, clean_title, require_text
 from ingest.loaders.decoding import read_text
+from ingest.markdown_text import read_markdown, split_front_matter
 from rag.types import Article
 
 
-def load_text_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
+def load_text_file(path: Path, _options: LoadOptions) -> Iterator[Article]:
     """A scraped page or note. A date-only line among the first three lines becomes `date` and is removed
     from the text; the first line (for Markdown the first `# heading`) becomes the title but stays in the text."""
     raw = read_text(path)
@@ -27,8 +20,7 @@ def load_text_file(path: Path, _columns: CsvColumns) -> Iterator[Article]:
     heading = None
     if path.suffix.lower() != ".txt":
         meta, raw = split_front_matter(raw)
-        heading = markdown_heading(raw)
-        raw = markdown_to_text(raw)
+        raw, heading = read_markdown(raw)
     date, text = split_leading_date(clean_scraped_text(raw))
     require_text(text)
     title = meta.get("title") or heading or first_meaningful_line(text) or path.stem

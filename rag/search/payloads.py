@@ -18,6 +18,7 @@ class StoredArticle:
     article: Article
     content_hash: str
     chunk_count: int
+    chunk_generation: int = 0  # which set of point ids its chunks use (see QdrantStore.replace_article)
 
 
 def build_filter(m: Any, filters: SearchFilters | None) -> Any:
@@ -56,6 +57,7 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
         "date": chunk.date.isoformat() if chunk.date else None,
         "url": chunk.url,
         "source": chunk.source,
+        "generation": chunk.generation,
     }
 
 
@@ -71,10 +73,11 @@ def chunk_from_payload(payload: dict[str, Any]) -> Chunk:
         date=parse_date(payload.get("date")),
         url=payload.get("url"),
         source=payload.get("source"),
+        generation=payload.get("generation", 0),
     )
 
 
-def article_payload(article: Article, content_hash: str, chunk_count: int) -> dict[str, Any]:
+def article_payload(article: Article, content_hash: str, chunk_count: int, generation: int) -> dict[str, Any]:
     return {
         "article_id": article.id,
         "text": article.text,
@@ -85,6 +88,7 @@ def article_payload(article: Article, content_hash: str, chunk_count: int) -> di
         "origin": article.origin,
         "content_hash": content_hash,
         "chunk_count": chunk_count,
+        "chunk_generation": generation,
     }
 
 
@@ -98,7 +102,12 @@ def stored_article(payload: dict[str, Any]) -> StoredArticle:
         source=payload.get("source"),
         origin=payload.get("origin"),
     )
-    return StoredArticle(article=article, content_hash=payload["content_hash"], chunk_count=payload["chunk_count"])
+    return StoredArticle(
+        article=article,
+        content_hash=payload["content_hash"],
+        chunk_count=payload["chunk_count"],
+        chunk_generation=payload.get("chunk_generation", 0),
+    )
 
 
 def parse_date(value: Any) -> dt.date | None:

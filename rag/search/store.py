@@ -6,6 +6,10 @@ Two collections per logical collection NAME:
   content hash and origin. The article record is written *last*, after all its chunks, so it doubles as a
   commit marker: an article whose record is missing or stale is re-ingested in full (resumable ingest).
 
+A new version of an article is written beside the one being served: its chunks take the other of two sets of
+point ids (`Chunk.generation`), so a write that fails half-way (a full disk) is rolled back and the previous
+version stays whole; only then are the old chunks deleted and the record replaced.
+
 Hybrid search is one Qdrant query (dense + keyword prefetch, fused by DBSF or weighted RRF) against a
 server. The embedded store scores the same way in process instead (rag/search/in_process_index.py): qdrant-client's
 local mode scores sparse vectors in pure Python, far too slow for interactive use, while the fusion itself
@@ -18,20 +22,28 @@ instead of silently mixing incomparable vectors.
 
 from __future__ import annotations
 
+import errno
+import functools
+import json
 import logging
+import pickle
+import sqlite3
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from rag.config import QdrantSettings
+from rag.config import QdrantSettings, mask_url
 from rag.errors import (
     CollectionMismatchError,
     CollectionNotFoundError,
     ConfigurationError,
+    DiskFullError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
 )
@@ -155,6 +167,7 @@ class QdrantStore:
         m = self._m
         indexes = {
             "article_id": m.PayloadSchemaType.KEYWORD,
+            "generation": m.PayloadSchemaType.INTEGER,
             "source": m.PayloadSchemaType.KEYWORD,
             "date": m.PayloadSchemaType.DATETIME,
         }
@@ -174,14 +187,19 @@ class QdrantStore:
         dense: np.ndarray,
         sparse: Sequence[SparseVector],
     ) -> None:
-        """Store an article's chunks, drop its stale ones, then commit the article record.
+        """Write an article's new chunks beside the served ones, delete the old ones, then commit the record.
 
-        The order makes a kill at any point safe: until the record is written, a re-run sees the article
-        as not ingested and redoes it; deterministic point ids make the redo overwrite, not duplicate.
+        The new chunks take the other generation of point ids than the stored record names, so nothing served
+        is overwritten: if writing them fails (DiskFullError, StoreError), the ones written are deleted again
+        and the previous version is served as before. A kill at any point is safe too: until the record is
+        written, a re-run sees the article as not ingested and redoes it into the same generation (the record
+        has not changed), overwriting rather than duplicating.
         """
         m = self._m
         self._index = None
-        self._client.delete(self.articles_collection, points_selector=[article_point_id(article.id)])
+        stored_generation = self._stored_generation(article.id)
+        generation = 0 if stored_generation is None else 1 - stored_generation
+        chunks = [chunk.model_copy(update={"generation": generation}) for chunk in chunks]
         points = [
             m.PointStruct(
                 id=chunk.id,
@@ -190,29 +208,73 @@ class QdrantStore:
             )
             for chunk, vector, sv in zip(chunks, dense, sparse, strict=True)
         ]
-        for batch in _batched(points, 256):
-            self._client.upsert(self.collection, points=batch, wait=True)
-        self._delete_chunks(article.id, from_index=len(chunks))
+        try:
+            for batch in _batched(points, 256):
+                self._write(functools.partial(self._client.upsert, self.collection, points=batch, wait=True))
+        except StoreError:
+            self._roll_back(article.id, generation)
+            raise
+        self._write(lambda: self._delete_chunks(article.id, keep_generation=generation))
         record = m.PointStruct(
             id=article_point_id(article.id),
             vector={},
-            payload=article_payload(article, content_hash, len(chunks)),
+            payload=article_payload(article, content_hash, len(chunks), generation),
         )
-        self._client.upsert(self.articles_collection, points=[record], wait=True)
+        self._write(lambda: self._client.upsert(self.articles_collection, points=[record], wait=True))
 
     def delete_article(self, article_id: str) -> None:
         self._index = None
-        self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
-        self._delete_chunks(article_id, from_index=0)
+        self._write(
+            lambda: self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
+        )
+        self._write(lambda: self._delete_chunks(article_id))
 
-    def _delete_chunks(self, article_id: str, from_index: int) -> None:
+    def _delete_chunks(
+        self, article_id: str, *, keep_generation: int | None = None, only_generation: int | None = None
+    ) -> None:
+        """Delete an article's chunks: all, all but one generation's, or only one generation's."""
         m = self._m
-        conditions: list[Any] = [m.FieldCondition(key="article_id", match=m.MatchValue(value=article_id))]
-        if from_index > 0:
-            conditions.append(m.FieldCondition(key="index", range=m.Range(gte=from_index)))
-        self._client.delete(self.collection, points_selector=m.FilterSelector(filter=m.Filter(must=conditions)))
+        match_article = m.FieldCondition(key="article_id", match=m.MatchValue(value=article_id))
+        must: list[Any] = [match_article]
+        must_not: list[Any] = []
+        if keep_generation is not None:
+            # chunks written before generations existed have no such field, and count as another generation
+            must_not.append(m.FieldCondition(key="generation", match=m.MatchValue(value=keep_generation)))
+        if only_generation is not None:
+            must.append(m.FieldCondition(key="generation", match=m.MatchValue(value=only_generation)))
+        selector = m.FilterSelector(filter=m.Filter(must=must, must_not=must_not or None))
+        self._client.delete(self.collection, points_selector=selector)
+
+    def _roll_back(self, article_id: str, generation: int) -> None:
+        """Best effort: delete the part of a new version written before a failure. If even that fails, the
+        record still names the previous version, and the next run writes the new one into the same ids."""
+        try:
+            self._delete_chunks(article_id, only_generation=generation)
+        except Exception:
+            logger.warning("could not remove the partly written chunks of %s; a re-run replaces them", article_id)
+
+    def _write(self, operation: Callable[[], object]) -> None:
+        """Run a write; a full disk becomes DiskFullError, another failure StoreError, both naming the store."""
+        try:
+            operation()
+        except Exception as exc:
+            raise _write_error(exc, self._location()) from exc
+
+    def _location(self) -> str:
+        return (
+            f"the Qdrant server {mask_url(self.settings.url)}"
+            if self.settings.url
+            else f"the store {self.settings.path}"
+        )
 
     # ---- reads -----------------------------------------------------------------------------------
+
+    def _stored_generation(self, article_id: str) -> int | None:
+        """The generation of point ids the article's committed chunks use; None when it has no record."""
+        records = self._client.retrieve(
+            self.articles_collection, ids=[article_point_id(article_id)], with_payload=["chunk_generation"]
+        )
+        return int((records[0].payload or {}).get("chunk_generation", 0)) if records else None
 
     def get_article(self, article_id: str) -> StoredArticle | None:
         records = self._client.retrieve(self.articles_collection, ids=[article_point_id(article_id)])
@@ -490,7 +552,7 @@ def _connect(settings: QdrantSettings) -> Any:
         try:
             return QdrantClient(url=settings.url, api_key=api_key, timeout=int(settings.timeout_s))
         except Exception as exc:
-            raise StoreError(f"cannot reach Qdrant at {settings.url}: {exc}") from exc
+            raise StoreError(f"cannot reach Qdrant at {mask_url(settings.url)}: {mask_url(str(exc))}") from exc
     try:
         settings.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -498,6 +560,9 @@ def _connect(settings: QdrantSettings) -> Any:
             f"RAG_QDRANT_PATH {settings.path} cannot be used as the store folder ({exc.strerror or exc}); "
             "point it at a writable folder"
         ) from exc
+    missing_meta = _collections_without_meta(settings.path)
+    if missing_meta:
+        raise StoreCorruptError(_damaged_store_message(settings.path, missing_meta))
     try:
         return QdrantClient(path=str(settings.path))
     except RuntimeError as exc:
@@ -508,6 +573,95 @@ def _connect(settings: QdrantSettings) -> Any:
                 "app with `POST /v1/ingest`, or run a Qdrant server and set RAG_QDRANT_URL"
             ) from exc
         raise StoreError(f"cannot open the embedded store {settings.path}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left on the device of the store {settings.path}; free space") from exc
+        raise StoreError(f"cannot open the embedded store {settings.path}: {exc.strerror or exc}") from exc
+    except _DAMAGE_ERRORS as exc:
+        raise StoreCorruptError(
+            _damaged_store_message(settings.path, describe_store_damage(settings.path) or str(exc))
+        ) from exc
+
+
+# What reading a damaged meta.json or SQLite file raises inside qdrant-client's local mode (JSON and Unicode
+# errors are ValueErrors; a meta.json of the wrong shape gives attribute, type or key errors).
+_DAMAGE_ERRORS = (
+    ValueError,
+    sqlite3.DatabaseError,
+    pickle.UnpicklingError,
+    EOFError,
+    AttributeError,
+    TypeError,
+    KeyError,
+)
+META_FILE = "meta.json"
+
+
+def _collections_without_meta(path: Path) -> str | None:
+    """qdrant-client writes a fresh, empty meta.json where there is none: collections then look absent, and
+    creating one anew would reuse or replace the folder of data it no longer knows about."""
+    folders = path / "collection"
+    if (path / META_FILE).exists() or not folders.is_dir() or not any(folders.iterdir()):
+        return None
+    return f"{META_FILE} is missing but collection/ holds data"
+
+
+def describe_store_damage(path: Path) -> str | None:
+    """What is wrong with an embedded store folder, read without qdrant-client: meta.json that is not a JSON
+    object of collections, or a collection's storage.sqlite that SQLite will not read. None when both look fine."""
+    missing = _collections_without_meta(path)
+    if missing:
+        return missing
+    meta = path / META_FILE
+    if meta.exists():
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return f"{META_FILE} cannot be read ({exc})"
+        if not isinstance(data, dict) or not isinstance(data.get("collections", {}), dict):
+            return f"{META_FILE} does not hold a list of collections"
+    for database in sorted((path / "collection").glob("*/storage.sqlite")):
+        problem = _sqlite_problem(database)
+        if problem:
+            return f"{database.relative_to(path)}: {problem}"
+    return None
+
+
+def _sqlite_problem(database: Path) -> str | None:
+    try:
+        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None if verdict == "ok" else str(verdict)
+
+
+def _damaged_store_message(path: Path, detail: str) -> str:
+    return (
+        f"the embedded store {path} is damaged and cannot be opened ({detail}). Restore the folder from a backup, "
+        f"or move it aside (`mv {path} {path}.damaged`) and ingest the documents again (`python -m ingest PATH`); "
+        "`python -m rag doctor` checks the store"
+    )
+
+
+def _write_error(exc: Exception, location: str) -> StoreError:
+    """A failed write as a typed error: a full disk (ENOSPC, or SQLite's "database or disk is full", or a
+    server saying so) gets its own error and advice; anything else is a StoreError naming the store."""
+    text = mask_url(str(exc))
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(
+        words in text.lower() for words in ("no space left", "disk is full", "disk full")
+    )
+    if full:
+        return DiskFullError(
+            f"no space left on the device while writing to {location}; the article being written keeps its "
+            "previous version. Free disk space and run the same command again"
+        )
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(f"writing to {location} failed ({type(exc).__name__}: {text})")
 
 
 def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
