@@ -230,6 +230,21 @@ class AnswerSettings(BaseModel):
             value, default = self.min_evidence_score_other, measured.other
         return value if value is not None else default
 
+    prompt_format: Literal["cite", "quote-then-say"] = Field(
+        "cite",
+        description="How the LLM is asked to answer: `cite` (short sentences, each with its evidence number) or "
+        "`quote-then-say` (first copy the words of the evidence sentence that answers, then answer).",
+    )
+    prompt_example: bool = Field(
+        False, description="Show the LLM one worked example (evidence, question, cited answer) before the question."
+    )
+    evidence_order: Literal["best-first", "best-last"] = Field(
+        "best-first",
+        description="Order of the evidence sentences in the prompt: best first, or best last (nearest the question).",
+    )
+    language_instruction: bool = Field(
+        True, description='End the prompt with "Answer in Korean/English." (the question\'s language).'
+    )
     max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
     context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")
 

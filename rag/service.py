@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from functools import cached_property
 
 from rag.answer.answerer import Answerer, AnswerEvent, refusal
+from rag.answer.claims import ClaimChecker
 from rag.answer.evidence import EvidenceSelector
 from rag.answer.followup import rewrite_follow_up
 from rag.answer.llm import LLM, create_llm
@@ -25,7 +26,7 @@ from rag.search.retrieve import Retriever
 from rag.search.sparse import SparseEncoder
 from rag.search.store import CollectionSpec, QdrantStore
 from rag.text.analyzer import ANALYZER_VERSION
-from rag.text.lexicon import load_lexicon
+from rag.text.lexicon import Lexicon, load_lexicon
 from rag.text.stopwords import ENGLISH_STOPWORDS
 from rag.types import Answer, Article, ChatTurn, Hit, SearchFilters
 
@@ -80,11 +81,15 @@ class RagService:
         return SparseEncoder()
 
     @cached_property
+    def lexicon(self) -> Lexicon:
+        """English → Korean translations: a retrieval side, and how the claim check reads an English answer's
+        words over Korean evidence."""
+        return load_lexicon(self.settings.lexicon_path(), ENGLISH_STOPWORDS)
+
+    @cached_property
     def retriever(self) -> Retriever:
         retrieval = self.settings.retrieval_settings()
-        lexicon = None
-        if retrieval.translation_weight() > 0:
-            lexicon = load_lexicon(self.settings.lexicon_path(), ENGLISH_STOPWORDS)
+        lexicon = self.lexicon if retrieval.translation_weight() > 0 else None
         return Retriever(self.store, self.embedder, self.sparse, retrieval, lexicon)
 
     @property
@@ -107,6 +112,7 @@ class RagService:
             self.llm,
             self.sparse.analyzer,
             temperature=self.settings.llm.temperature,
+            checker=ClaimChecker(self.sparse.analyzer, self.lexicon if self.llm is not None else None),
         )
 
     def collection_spec(self) -> CollectionSpec:

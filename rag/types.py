@@ -149,8 +149,27 @@ class ChatTurn(BaseModel):
     content: str = Field(max_length=20_000)
 
 
+class SentenceCheck(BaseModel):
+    """What the claim check (rag/claims.py) decided for one sentence the LLM wrote."""
+
+    sentence: str = Field(description="The sentence as the model wrote it, citation markers removed.")
+    verdict: Literal["supported", "repaired", "dropped"] = Field(
+        description="supported: shown as written; repaired: replaced by the quote of the evidence it cites; "
+        "dropped: not shown."
+    )
+    unsupported: list[str] = Field(
+        default_factory=list, description="Its numbers, dates, names or links that the evidence it cites lacks."
+    )
+    citations: list[int] = Field(
+        default_factory=list, description="The `n` of the citations shown for it (its quote's when repaired)."
+    )
+
+
 class Answer(BaseModel):
     answer: str
     refused: bool
     citations: list[Citation] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    checks: list[SentenceCheck] | None = Field(
+        None, description="The claim check of each sentence the LLM wrote; null when no LLM wrote the answer."
+    )

@@ -35,6 +35,10 @@ class Evidence:
     similarity: float
     score: float
 
+    @property
+    def article_id(self) -> str:
+        return self.hit.chunk.article_id
+
     def citation(self, n: int) -> Citation:
         chunk = self.hit.chunk
         return Citation(

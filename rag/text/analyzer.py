@@ -67,6 +67,11 @@ class TermAnalyzer:
     def terms(self, text: str) -> dict[str, float]:
         return self._analyse(text, with_sound_keys=False)[0]
 
+    def tokens(self, text: str) -> list[Token]:
+        """kiwi's morphemes of `text` with their tags and offsets (the claim check reads its proper nouns)."""
+        with _kiwi_lock:
+            return list(get_kiwi().tokenize(text))
+
     def terms_and_sound_keys(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         """Keyword terms, and the sound keys of the borrowed nouns (Korean text only; one kiwi pass)."""
         return self._analyse(text, with_sound_keys=True)
