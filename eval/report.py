@@ -74,24 +74,48 @@ def retrieval_table(metrics: dict[str, Any]) -> str:
     return format_table(headers, rows)
 
 
+def _answer_row(name: str, figures: dict[str, Any]) -> list[Any]:
+    a, c, r = figures["answer"], figures["citations"], figures["refusal"]
+    return [
+        name,
+        a["contains"],
+        a.get("char_f1"),
+        a["f1"],
+        a["exact_match"],
+        a["correct"],
+        c["precision"],
+        c["recall"],
+        r["accuracy"],
+        r["refused"],
+    ]
+
+
 def answer_table(metrics: dict[str, Any]) -> str:
-    a, c, r = metrics["answer"], metrics["citations"], metrics["refusal"]
-    headers = ["F1", "EM", "contains", "correct", "citation P", "citation R", "refusal acc", "refused"]
-    return format_table(
-        headers,
+    """Our answers, and in a generative run the extractive answers to the same questions beside them."""
+    mode = metrics.get("setup", {}).get("mode", "ours")
+    rows = [_answer_row(mode, metrics)]
+    for name, figures in metrics.get("answer_baselines", {}).items():
+        rows.append(_answer_row(f"{name} (baseline)", figures))
+    headers = ["answers", "contains", "char F1", "F1", "EM", "correct", "citation P", "citation R", "refusal acc"]
+    return format_table([*headers, "refused"], rows)
+
+
+def claims_table(metrics: dict[str, Any]) -> str:
+    """What the claim check did to the generated sentences."""
+    claims = metrics.get("claims", {})
+    rows = [
         [
-            [
-                a["f1"],
-                a["exact_match"],
-                a["contains"],
-                a["correct"],
-                c["precision"],
-                c["recall"],
-                r["accuracy"],
-                r["refused"],
-            ]
-        ],
-    )
+            claims.get("sentences"),
+            claims.get("supported"),
+            claims.get("repaired"),
+            claims.get("dropped"),
+            claims.get("answers_all_supported"),
+            claims.get("unsupported_shown"),
+            claims.get("sources_differ"),
+        ]
+    ]
+    headers = ["sentences", "supported", "repaired", "dropped", "answers all supported", "unsupported shown"]
+    return format_table([*headers, "sources differ"], rows)
 
 
 def latency_table(metrics: dict[str, Any]) -> str:
@@ -113,7 +137,10 @@ def format_summary(metrics: dict[str, Any]) -> str:
         f"{metrics['n_questions']} questions ({setup.get('n_answerable', '?')} answerable) over "
         f"{setup.get('n_documents', '?')} documents, {setup.get('mode', '?')} answers"
     )
-    return "\n\n".join([head, retrieval_table(metrics), answer_table(metrics), latency_table(metrics)]) + "\n"
+    parts = [head, retrieval_table(metrics), answer_table(metrics)]
+    if metrics.get("claims", {}).get("answers_checked"):
+        parts.append(claims_table(metrics))
+    return "\n\n".join([*parts, latency_table(metrics)]) + "\n"
 
 
 def render_markdown(metrics: dict[str, Any]) -> str:
@@ -135,11 +162,25 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         "Extractive answers quote whole sentences, so EM and F1 against short gold spans stay low by design: "
         "`contains` (the gold span occurs in the answer) is the telling number.",
         answer_table(metrics),
+        *_claims_section(metrics),
         "## Answer latency (ms)",
         latency_table(metrics),
         "![latency](latency.png)",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _claims_section(metrics: dict[str, Any]) -> list[str]:
+    if not metrics.get("claims", {}).get("answers_checked"):
+        return []
+    return [
+        "## Claim check (generated sentences)",
+        "Each sentence the model wrote: supported (its numbers, dates and names are in the evidence it cites), "
+        "repaired (replaced by that evidence's quote) or dropped. `unsupported shown`: sentences shown as "
+        "supported that a second check on the final answer finds unsupported (must be 0). `sources differ`: "
+        "answers that named two disagreeing sources. Per question in results.jsonl (`checks`).",
+        claims_table(metrics),
+    ]
 
 
 def _system_note(name: str, system: dict[str, Any]) -> str:

@@ -29,6 +29,9 @@ from eval.baselines import LlamaIndexRanking
 from eval.datasets import CorpusDocument, Question, load_eval_set, sample_questions
 from eval.report import write_report
 from ingest.pipeline import IngestReport, build_ingestor, content_fingerprint
+from rag.answer.claims import ClaimChecker
+from rag.answer.llm import LLM
+from rag.answer.prompts import SOURCES_DIFFER_EN, SOURCES_DIFFER_KO, prompt_fingerprint
 from rag.config import LLMSettings, QdrantSettings, Settings
 from rag.embed.base import Embedder
 from rag.errors import ConfigurationError, InputError
@@ -50,6 +53,9 @@ RESULTS_FILE = "results.jsonl"
 RUN_FILE = "run.json"
 
 _CITATION_MARKER = re.compile(r"\s*\[\d+\]")
+_SHOWN_SENTENCE = re.compile(r"[^\[]*?((?:\[\d+\])+)[.!?。]?")
+VERDICTS = ("supported", "repaired", "dropped")
+EXTRACTIVE: AnswerMode = "extractive"
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def default_cache_dir(settings: Settings) -> Path:
 
 
 def open_eval_collection(
-    settings: Settings, content_key: str, cache_dir: Path, *, embedder: Embedder | None = None
+    settings: Settings, content_key: str, cache_dir: Path, *, embedder: Embedder | None = None, llm: LLM | None = None
 ) -> RagService:
     """A service over the collection `eval-<hash>` of this corpus content and these vector settings.
 
@@ -129,7 +135,7 @@ def open_eval_collection(
     fingerprint = content_fingerprint(probe)
     name = "eval-" + hashlib.sha256(f"{content_key}|{fingerprint}".encode()).hexdigest()[:16]
     own = settings.model_copy(update={"collection": name, "qdrant": local_store(settings, Path(cache_dir) / name)})
-    return RagService(own, embedder=probe.embedder)
+    return RagService(own, embedder=probe.embedder, llm=llm)
 
 
 def local_store(settings: Settings, folder: Path) -> QdrantSettings:
@@ -199,6 +205,7 @@ def settings_fingerprint(service: RagService, mode: AnswerMode, top_k: int | Non
         "llm": [settings.llm.backend, settings.llm.temperature, settings.models.llm_file, settings.openai.model],
         "mode": mode,
         "top_k": top_k,
+        "prompt": prompt_fingerprint(),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -229,7 +236,9 @@ class RagRanking:
 # --- one question ----------------------------------------------------------------------------------
 
 
-def answer_record(question: Question, answer: Answer, ranked: tuple[list[str], float]) -> dict[str, Any]:
+def answer_record(
+    question: Question, answer: Answer, ranked: tuple[list[str], float], checker: ClaimChecker | None = None
+) -> dict[str, Any]:
     """The results.jsonl line for one question: inputs, what the system did, and its scores."""
     retrieved, retrieval_ms = ranked
     record: dict[str, Any] = {
@@ -240,20 +249,47 @@ def answer_record(question: Question, answer: Answer, ranked: tuple[list[str], f
         "answerable": question.answerable,
         "retrieved_doc_ids": retrieved,
         "retrieval_ms": retrieval_ms,
+        **answer_fields(answer),
+        "baselines": {},
+    }
+    record.update(score_answer(record))
+    if answer.checks is not None and checker is not None:
+        record["unsupported_shown"] = audit_shown(answer, question.question, checker)
+    return record
+
+
+def answer_fields(answer: Answer) -> dict[str, Any]:
+    """What an answer said: its text, refusal, citations, timings and claim checks."""
+    return {
         "answer": answer.answer,
         "refused": answer.refused,
         "citations": [
             {"n": c.n, "doc_id": c.doc_id, "quote": c.quote, "start": c.start, "end": c.end} for c in answer.citations
         ],
         "timings_ms": answer.timings_ms,
-        "baselines": {},
+        "checks": [c.model_dump(mode="json") for c in answer.checks] if answer.checks is not None else None,
+        "sources_differ": SOURCES_DIFFER_EN in answer.answer or SOURCES_DIFFER_KO in answer.answer,
     }
-    record.update(score_answer(record))
-    return record
+
+
+def audit_shown(answer: Answer, question: str, checker: ClaimChecker) -> list[str]:
+    """The model's sentences shown as supported whose claims their shown citations' quotes do not hold, checked
+    again on the final answer (after renumbering): the figure that has to stay 0."""
+    supported = {c.sentence.rstrip(".!?。") for c in answer.checks or [] if c.verdict == "supported"}
+    quotes = {c.n: c.quote for c in answer.citations}
+    failures = []
+    for match in _SHOWN_SENTENCE.finditer(answer.answer):
+        sentence = _CITATION_MARKER.sub("", match.group()).strip().rstrip(".!?。")
+        if sentence not in supported:
+            continue  # a quoted evidence sentence, or a lead-in
+        cited = [quotes[int(n)] for n in re.findall(r"\d+", match.group(1)) if int(n) in quotes]
+        if checker.unsupported(sentence, cited, question):
+            failures.append(sentence)
+    return failures
 
 
 def score_answer(record: dict[str, Any]) -> dict[str, Any]:
-    """Answer, citation and refusal scores of one record (pure)."""
+    """Answer, citation, refusal and claim-check scores of one record (pure)."""
     gold, relevant = record["answers"], record["relevant_doc_ids"]
     text = "" if record["refused"] else _CITATION_MARKER.sub("", record["answer"]).strip()
     contains = m.contains_answer(text, gold)
@@ -263,13 +299,16 @@ def score_answer(record: dict[str, Any]) -> dict[str, Any]:
         correct = not record["refused"] and (contains == 1.0 if gold else bool(set(cited_ids) & set(relevant)))
     else:
         correct = bool(record["refused"])
+    checks = record.get("checks") or []
     return {
         "f1": m.answer_f1(text, gold),
+        "char_f1": m.char_f1(text, gold),
         "em": m.answer_exact_match(text, gold),
         "contains": contains,
         "correct": correct,
         "citation_precision": m.citation_precision(cited_ids, cited_quotes, relevant, gold),
         "citation_recall": m.citation_recall(cited_ids, relevant),
+        "verdicts": {verdict: sum(1 for c in checks if c["verdict"] == verdict) for verdict in VERDICTS},
     }
 
 
@@ -353,14 +392,30 @@ def retrieval_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[Sequ
 def compute_metrics(records: Sequence[dict[str, Any]], systems: Sequence[str]) -> dict[str, Any]:
     """Everything in metrics.json except `setup`: ours at the top level, every system under `systems`."""
     scored = [r for r in records if r["answerable"] and r["relevant_doc_ids"]]
-    with_gold = [r for r in records if r["answerable"] and r["answers"]]
-    totals = [r["timings_ms"]["total"] for r in records if "total" in r["timings_ms"]]
     result: dict[str, Any] = {
         "retrieval": retrieval_metrics(
             [r["retrieved_doc_ids"] for r in scored], [r["relevant_doc_ids"] for r in scored]
         ),
+        **answer_metrics(records),
+        "n_questions": len(records),
+        "systems": {name: _system_metrics(name, scored) for name in systems},
+    }
+    if any(EXTRACTIVE in r for r in records):
+        # the generative run's own baseline: the same questions answered by quoting, no LLM
+        baseline = [{**r, **r[EXTRACTIVE]} for r in records if EXTRACTIVE in r]
+        result["answer_baselines"] = {EXTRACTIVE: answer_metrics(baseline)}
+    return result
+
+
+def answer_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Answer, citation, refusal, claim-check and latency figures of one way of answering."""
+    scored = [r for r in records if r["answerable"] and r["relevant_doc_ids"]]
+    with_gold = [r for r in records if r["answerable"] and r["answers"]]
+    totals = [r["timings_ms"]["total"] for r in records if "total" in r["timings_ms"]]
+    return {
         "answer": {
             "f1": m.mean_or_none(r["f1"] for r in with_gold),
+            "char_f1": m.mean_or_none(r.get("char_f1") for r in with_gold),
             "exact_match": m.mean_or_none(r["em"] for r in with_gold),
             "contains": m.mean_or_none(r["contains"] for r in with_gold),
             "correct": m.mean_or_none(float(r["correct"]) for r in records),
@@ -371,11 +426,27 @@ def compute_metrics(records: Sequence[dict[str, Any]], systems: Sequence[str]) -
             "recall": m.mean_or_none(r["citation_recall"] for r in scored),
         },
         "refusal": _refusal_summary(records),
+        "claims": claim_metrics(records),
         "latency_ms": {**m.latency_summary(totals), "stages": _stage_latencies(records)},
-        "n_questions": len(records),
-        "systems": {name: _system_metrics(name, scored) for name in systems},
     }
-    return result
+
+
+def claim_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Shares of the generated sentences the claim check kept, repaired and dropped; the sentences shown as
+    supported that a second check on the final answer finds unsupported; answers that said sources differ."""
+    checked = [r for r in records if r.get("checks") is not None]
+    counts = {verdict: sum(r.get("verdicts", {}).get(verdict, 0) for r in checked) for verdict in VERDICTS}
+    total = sum(counts.values())
+    return {
+        **{verdict: (count / total if total else None) for verdict, count in counts.items()},
+        "sentences": total,
+        "answers_checked": len(checked),
+        "answers_all_supported": sum(
+            1 for r in checked if r.get("verdicts", {}).get("supported", 0) == len(r["checks"]) and r["checks"]
+        ),
+        "unsupported_shown": sum(len(r.get("unsupported_shown", [])) for r in checked),
+        "sources_differ": sum(1 for r in records if r.get("sources_differ")),
+    }
 
 
 def _refusal_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -425,17 +496,22 @@ class _Evaluator:
     """Answers questions with the service and ranks them with every system, lazily building baselines."""
 
     def __init__(
-        self, service: RagService, top_k: int | None, baseline_factories: dict[str, Callable[[], RankingSystem]]
+        self,
+        service: RagService,
+        top_k: int | None,
+        baseline_factories: dict[str, Callable[[], RankingSystem]],
+        extractive: RagService | None = None,
     ) -> None:
         self.service, self.top_k = service, top_k
         self.ours = RagRanking(service, "hybrid")
         self._factories = baseline_factories
         self._systems: dict[str, RankingSystem] = {}
+        self.extractive = extractive  # generative runs: the same questions answered by quoting, as a baseline
 
     def evaluate(self, question: Question) -> dict[str, Any]:
         ranked = self.ours.rank(question.question)
         answer = self.service.answer(question.question, top_k=self.top_k)
-        record = answer_record(question, answer, ranked)
+        record = answer_record(question, answer, ranked, self.service.answerer.checker)
         return self.complete(record)
 
     @property
@@ -443,11 +519,17 @@ class _Evaluator:
         return list(self._factories)
 
     def missing(self, record: dict[str, Any]) -> list[str]:
-        return [name for name in self._factories if name not in record.get("baselines", {})]
+        wanted = [*self._factories, *([EXTRACTIVE] if self.extractive else [])]
+        return [name for name in wanted if name not in record.get("baselines", {}) and name not in record]
 
     def complete(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add the baselines this run asks for and the record lacks (retrieval only)."""
+        """Add the baselines this run asks for and the record lacks (retrieval; the extractive answer)."""
         for name in self.missing(record):
+            if name == EXTRACTIVE and self.extractive is not None:
+                answer = self.extractive.answer(record["question"], top_k=self.top_k)
+                baseline = {**record, **answer_fields(answer)}
+                record[EXTRACTIVE] = {**answer_fields(answer), **score_answer(baseline)}
+                continue
             ids, ms = self._system(name).rank(record["question"])
             record.setdefault("baselines", {})[name] = {"retrieved_doc_ids": ids, "retrieval_ms": ms}
         return record
@@ -466,8 +548,11 @@ class _Evaluator:
         }
 
 
-def run_evaluation(config: RunConfig, settings: Settings, *, embedder: Embedder | None = None) -> RunOutcome:
-    """The whole `eval run`. Bad inputs raise InputError ("FILE:LINE: ..."), runtime failures other RagErrors."""
+def run_evaluation(
+    config: RunConfig, settings: Settings, *, embedder: Embedder | None = None, llm: LLM | None = None
+) -> RunOutcome:
+    """The whole `eval run`. Bad inputs raise InputError ("FILE:LINE: ..."), runtime failures other RagErrors.
+    `embedder` and `llm` replace the configured ones (tests hand in fakes)."""
     started = time.perf_counter()
     try:
         documents, questions = load_eval_set(config.corpus, config.questions)
@@ -477,7 +562,7 @@ def run_evaluation(config: RunConfig, settings: Settings, *, embedder: Embedder 
     settings = settings_for_mode(settings, config.mode)
     cache_dir = config.cache_dir or default_cache_dir(settings)
     corpus_key = file_digest([config.corpus])
-    service = open_eval_collection(settings, corpus_key, cache_dir, embedder=embedder)
+    service = open_eval_collection(settings, corpus_key, cache_dir, embedder=embedder, llm=llm)
     try:
         fingerprint = settings_fingerprint(service, config.mode, config.top_k)
         questions_key = file_digest([config.questions]) if config.questions else corpus_key
@@ -485,7 +570,12 @@ def run_evaluation(config: RunConfig, settings: Settings, *, embedder: Embedder 
         check_run_identity(config.out_dir, identity, fresh=config.fresh)
         articles = [to_article(d) for d in documents]
         ingest_report = ingest_corpus(service, articles)
-        evaluator = _Evaluator(service, config.top_k, _baseline_factories(service, articles, config.baselines))
+        evaluator = _Evaluator(
+            service,
+            config.top_k,
+            _baseline_factories(service, articles, config.baselines),
+            extractive_twin(service) if config.mode == "generative" else None,
+        )
         records, computed = _evaluate_all(evaluator, selected, ResultLog(config.out_dir / RESULTS_FILE))
         systems = [OURS, *evaluator.baseline_names]
         metrics = compute_metrics(records, systems)
@@ -497,6 +587,14 @@ def run_evaluation(config: RunConfig, settings: Settings, *, embedder: Embedder 
     metrics = json_safe(metrics)
     write_report(config.out_dir, metrics, records)
     return RunOutcome(metrics=metrics, out_dir=config.out_dir, computed=computed)
+
+
+def extractive_twin(service: RagService) -> RagService:
+    """A service that answers extractively from the same store, embedder and evidence selector (sentence vectors
+    are computed once for both). Its store is the generative service's: closing that one closes both."""
+    twin = RagService(settings_for_mode(service.settings, EXTRACTIVE), embedder=service.embedder, store=service.store)
+    twin.answerer.selector = service.answerer.selector
+    return twin
 
 
 def _baseline_factories(

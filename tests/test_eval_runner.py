@@ -14,9 +14,11 @@ import pytest
 from eval.__main__ import main
 from eval.datasets import CorpusDocument, load_squad, sample_questions, write_jsonl
 from eval.runner import RunConfig, compute_metrics, json_safe, run_evaluation
-from rag.config import Settings
+from rag.answer.llm import Message
+from rag.config import LLMSettings, Settings
 from rag.embed.fake import FakeEmbedder
 from rag.embed.torch_embedder import SentenceTransformerEmbedder
+from tests.doubles import ScriptedLLM
 
 from .conftest import make_settings, shared_data_dir
 
@@ -291,6 +293,51 @@ def test_auto_mode_answers_with_the_configured_llm(settings: Settings) -> None:
     with_llm = settings.model_copy(update={"llm": LLMSettings(backend="local")})
     assert resolve_mode(with_llm, "auto") == "generative"
     assert resolve_mode(with_llm, "extractive") == "extractive"  # asked for explicitly
+
+
+def _scripted_reply(messages: list[Message]) -> str:
+    """Repeats the first evidence sentence, except for the rice question, where it states a wrong figure."""
+    body = messages[-1]["content"]
+    if "쌀" in body.rsplit("Question:", 1)[-1]:
+        return "쌀 수확량은 5퍼센트 늘었다 [1]."
+    first = next(line for line in body.splitlines() if line.startswith("[1] "))
+    return f"{first[4:]} [1]"
+
+
+def test_generative_run_reports_claim_checks_beside_the_extractive_baseline(
+    settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    generative = settings.model_copy(update={"llm": LLMSettings(backend="local")})
+    outcome = run_evaluation(
+        _config(eval_files, out, mode="generative"),
+        generative,
+        embedder=FakeEmbedder(),
+        llm=ScriptedLLM(_scripted_reply),
+    )
+    metrics = outcome.metrics
+    claims = metrics["claims"]
+    assert claims["answers_checked"] >= 4 and claims["sentences"] >= 4
+    assert claims["repaired"] > 0 and claims["supported"] > 0  # the wrong rice figure, the repeated sentences
+    assert claims["supported"] + claims["repaired"] + claims["dropped"] == pytest.approx(1.0)
+    assert claims["unsupported_shown"] == 0
+    baseline = metrics["answer_baselines"]["extractive"]
+    for block, key in (
+        ("answer", "contains"),
+        ("answer", "char_f1"),
+        ("citations", "precision"),
+        ("refusal", "accuracy"),
+    ):
+        assert 0.0 <= baseline[block][key] <= 1.0 and 0.0 <= metrics[block][key] <= 1.0
+    assert baseline["claims"]["answers_checked"] == 0  # quotes are not checked: nothing was generated
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    rice = next(r for r in records if r["id"] == "q4")
+    assert [c["verdict"] for c in rice["checks"]] == ["repaired"] and rice["checks"][0]["unsupported"] == ["5"]
+    assert "5퍼센트" not in rice["answer"] and rice["extractive"]["checks"] is None
+    assert all("extractive" in r and "contains" in r["extractive"] for r in records)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Claim check" in report and "extractive (baseline)" in report
 
 
 def test_metrics_of_no_questions_are_null_not_nan() -> None:
