@@ -1,15 +1,17 @@
 """The claim check: a generated sentence may state only what the evidence it cites says.
 
-Citation validation (rag/answer/citations.py) makes every `[n]` point at evidence that was given; it cannot tell whether
-the sentence around the marker says what that evidence says ("launched in Seoul" citing the sentence that says
-Busan). This module checks the parts of a sentence that a small model gets wrong and a reader takes as fact:
+Citation validation (rag/answer/citations.py) makes every `[n]` point at evidence that was given; it cannot
+tell whether the sentence around the marker says what that evidence says ("launched in Seoul" citing the
+sentence that says Busan). This module checks the parts of a sentence that a small model gets wrong and a
+reader takes as fact:
 
 - numbers and amounts, read as values (rag/text/quantities.py): "26.5 billion" is supported by "265억", "27억" by
   "26.8억" (rounding to the stated precision), "30억" by nothing that says 26.5억;
 - dates: "February 13" by "2월 13일";
 - Latin-script names (capitalised words, acronyms): found in the evidence as written (any case), or as the
-  Hangul word they romanise, compared by sound keys (rag/text/transliteration.py: "E-Cube Lab" and "IcubeLab" both
-  key KPLP, as 이큐브랩 does; "Busan" PSN as 부산), or through the English→Korean lexicon ("Committee" 위원회);
+  Hangul word they romanise, compared by sound keys (rag/text/transliteration.py: "E-Cube Lab" and "IcubeLab"
+  both key KPLP, as 이큐브랩 does; "Busan" PSN as 부산), a romanised Korean person's name (surname table and the
+  given name's key), or through the English→Korean lexicon ("Committee" 위원회);
 - Hangul proper nouns (kiwi's NNP): found in the evidence text;
 - links and domains: found in the evidence.
 
@@ -293,7 +295,7 @@ class ClaimChecker:
         return [tuple(phrase) for phrase in phrases]
 
     def _capitalised_by_grammar(self, word: str) -> bool:
-        """ "Residents will…": a sentence's first word is capitalised anyway; it names something only if it is not
+        """A sentence's first word is capitalised anyway ("Residents will…"): it names something only if it is not
         an inflected word (its stem differs) or a dictionary word."""
         lower = word.lower()
         if not word[1:].islower():
