@@ -6,13 +6,14 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app import create_app
 from ingest.pipeline import build_ingestor
 from rag.answer.claims import ClaimChecker
-from rag.answer.llm import Message
+from rag.answer.llm import Message, OpenAICompatibleLLM
 from rag.config import Settings
 from rag.embed.fake import FakeEmbedder
 from rag.service import RagService
@@ -237,3 +238,20 @@ def test_http_answer_carries_the_checks_and_the_stream_ends_with_the_checked_ans
             final = json.loads(events[-1].split("data: ", 1)[1])
             assert "Seoul" in tokens and events[-1].startswith("event: answer")
             assert final["answer"] == body["answer"] and final["checks"] == body["checks"]
+
+
+def test_the_openai_compatible_backend_goes_through_the_same_check(settings_wide: Settings) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        n = next(line[1 : line.index("]")] for line in prompt.splitlines() if "부산" in line and line.startswith("["))
+        chunk = {"choices": [{"delta": {"content": f"It was launched in Seoul [{n}]."}}]}
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    llm = OpenAICompatibleLLM("http://llm.test/v1", "a-7b-model", None, timeout_s=5)
+    llm._client = httpx.Client(base_url="http://llm.test/v1", transport=httpx.MockTransport(handle))
+    service = RagService(settings_wide, embedder=FakeEmbedder(), llm=llm)
+    build_ingestor(service).ingest_articles([ARTICLE])
+    answer = service.answer("Where was the alliance launched?")
+    service.close()
+    assert answer.checks is not None and answer.checks[0].verdict == "repaired" and "Seoul" not in answer.answer
