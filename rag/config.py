@@ -245,6 +245,11 @@ class AnswerSettings(BaseModel):
     language_instruction: bool = Field(
         True, description='End the prompt with "Answer in Korean/English." (the question\'s language).'
     )
+    on_model_refusal: Literal["quote", "refuse"] = Field(
+        "quote",
+        description="When the LLM replies that the evidence does not answer although it cleared the refusal "
+        "cut-off: `quote` the evidence as extractive mode does, or `refuse`.",
+    )
     max_new_tokens: int = Field(256, ge=16, le=4096, description="Token cap for generated answers.")
     context_window: int = Field(4096, ge=512, description="Context window of the local LLM.")
 

@@ -107,7 +107,8 @@ def test_reply_with_no_supported_sentence_falls_back_to_quoting_evidence(setting
 
 
 def test_model_refusal_sentinel_gives_refused_answer(settings_wide: Settings) -> None:
-    for service in _service(settings_wide, ScriptedLLM(REFUSAL_SENTINEL)):
+    refusing = settings_wide.answer.model_copy(update={"on_model_refusal": "refuse"})
+    for service in _service(settings_wide.model_copy(update={"answer": refusing}), ScriptedLLM(REFUSAL_SENTINEL)):
         answer = service.answer("What is the population of Mars?")
         assert answer.refused and answer.citations == []
 

@@ -255,3 +255,13 @@ def test_the_openai_compatible_backend_goes_through_the_same_check(settings_wide
     answer = service.answer("Where was the alliance launched?")
     service.close()
     assert answer.checks is not None and answer.checks[0].verdict == "repaired" and "Seoul" not in answer.answer
+
+
+def test_a_model_refusal_over_relevant_evidence_quotes_it_as_extractive_mode_does(settings_wide: Settings) -> None:
+    for service in _service(settings_wide, ScriptedLLM("NOT_FOUND")):
+        answer = service.answer("정부는 2019년에 얼마를 투자하나?")
+        extractive = RagService(settings_wide, embedder=service.embedder, store=service.store).answer(
+            "정부는 2019년에 얼마를 투자하나?"
+        )
+        assert not answer.refused and answer.checks == []
+        assert answer.answer == extractive.answer and answer.citations == extractive.citations
