@@ -198,7 +198,8 @@ def test_a_link_the_evidence_holds_is_supported(settings_wide: Settings) -> None
 
 def test_a_claim_in_a_neighbouring_sentence_adds_its_citation(settings_wide: Settings) -> None:
     # the model cites the launch sentence for the investment figure, which the next sentence of the article holds
-    answer = _answer(settings_wide, "What happened?", "It launched and 265억원 will be invested [{n}].", "부산")
+    reply = "스마트시티 융합 얼라이언스가 부산 벡스코에서 공식 출범했고 265억원이 투자된다 [{n}]."
+    answer = _answer(settings_wide, "무슨 일이 있었나?", reply, "부산")
     assert answer.checks is not None and answer.checks[0].verdict == "supported"
     assert answer.checks[0].citations == [1, 2]
     assert {c.quote for c in answer.citations} == {LAUNCH, INVESTMENT}
