@@ -49,6 +49,7 @@ from ingest.loaders import LoadFailure, iter_documents, load_file
 from ingest.pipeline import build_ingestor
 from rag.config import Settings
 from rag.embed.base import Embedder
+from rag.embed.cpu import CpuSignature, cpu_signature
 from rag.errors import InputError
 from rag.service import RagService
 from rag.types import Article
@@ -98,7 +99,8 @@ def bench_cache_dir(settings: Settings) -> Path:
 
 
 def _load_embedder(settings: Settings, embedder: Embedder | None) -> Embedder:
-    return embedder or RagService(settings).embedder
+    # the benchmarks' collections are their own: `auto` is resolved on this machine, not by the app's collection
+    return embedder or RagService(settings, consult_collection=False).embedder
 
 
 # --- bench-korquad ---------------------------------------------------------------------------------
@@ -152,6 +154,9 @@ def bench_ingest(settings: Settings, *, embedder: Embedder | None = None) -> dic
     tokens = [embedder.count_tokens(text) for text in texts]
     return {
         "file": str(csv_path),
+        "model": embedder.model_id,
+        "engine": getattr(embedder, "engine", "fake"),
+        "cpu": cpu_signature().model_dump(),
         "articles": report.documents,
         "failed": len(report.failed),
         "chunks": report.chunks,
@@ -193,7 +198,9 @@ def format_ingest(result: dict[str, Any]) -> str:
     ]
     rows = [[label, fmt(s, 1), fmt(a, 2) if a else "", fmt(c, 2)] for label, s, a, c in rows]
     table = format_table(["", "seconds", "articles/s", "chunks/s"], rows)
+    cpu = CpuSignature.model_validate(result["cpu"])
     return (
+        f"{result['model']} through {result['engine']} on {cpu.describe()}\n"
         f"{result['articles']} articles ({result['failed']} failed) → {result['chunks']} chunks "
         f"(mean {result['mean_tokens_per_chunk']} model tokens), {result['cpu_cores']} cores, "
         f"load average {_load_text(result['load_average'])}\n\n{table}\n\n"

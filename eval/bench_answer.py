@@ -39,7 +39,7 @@ UNANSWERABLE = ["What is the capital of France?", "비트코인 가격은 얼마
 
 
 def run(backends: list[LLMBackendName], repeats: int = 2, as_json: bool = False) -> dict[str, Any]:
-    settings = load_settings()
+    settings = RagService(load_settings(), consult_collection=False).settings  # RAG_MODELS_EMBEDDING=auto resolved
     # one collection per embedding model: a collection remembers the model it was built with
     model = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(settings.models.embedding).name)
     base = settings.model_copy(

@@ -167,7 +167,7 @@ def accuracy_at(cut: float, answerable: list[float], unanswerable: list[float]) 
 
 
 def run(per_side: int = 100, seed: int = 0, as_json: bool = False) -> dict[str, Any]:
-    settings = load_settings()
+    settings = RagService(load_settings(), consult_collection=False).settings  # RAG_MODELS_EMBEDDING=auto resolved
     answer = settings.answer_settings()  # resolved once: an unmeasured model's warning is logged once
     results: dict[str, Any] = {}
     for split, configured in (

@@ -187,7 +187,7 @@ def reference_rankings_in_process(
     documents: Sequence[CorpusDocument], questions: Sequence[Question]
 ) -> list[list[str]]:
     """The project's llama-index baseline exactly as `python -m eval bench-korquad` builds it."""
-    embedder = RagService(load_settings()).embedder
+    embedder = RagService(load_settings(), consult_collection=False).embedder
     articles = [to_article(d) for d in documents]
     system = LlamaIndexRanking.build(articles, embedder, depth=DEPTH_CHUNKS, max_docs=DEPTH_DOCS)
     return [system.rank(q.question)[0] for q in questions]

@@ -131,10 +131,12 @@ def open_eval_collection(
     Each collection lives in its own folder, so several can be open in one process (embedded Qdrant allows
     one client per folder) and the app's folder is never opened.
     """
-    probe = RagService(settings, embedder=embedder)  # only its embedder is used; the store is never opened
+    # only its embedder (and RAG_MODELS_EMBEDDING=auto resolved on this machine) is used; no store is opened
+    probe = RagService(settings, embedder=embedder, consult_collection=False)
     fingerprint = content_fingerprint(probe)
     name = "eval-" + hashlib.sha256(f"{content_key}|{fingerprint}".encode()).hexdigest()[:16]
-    own = settings.model_copy(update={"collection": name, "qdrant": local_store(settings, Path(cache_dir) / name)})
+    resolved = probe.settings
+    own = resolved.model_copy(update={"collection": name, "qdrant": local_store(resolved, Path(cache_dir) / name)})
     return RagService(own, embedder=probe.embedder, llm=llm)
 
 

@@ -18,8 +18,9 @@ from rag.calibration import E5_EMBEDDING, GEMMA_EMBEDDING  # noqa: E402
 from rag.cli import EXIT_OK, EXIT_USAGE, configure_logging, fail, print_json, write_out  # noqa: E402
 from rag.config import Settings, load_settings  # noqa: E402
 from rag.doctor import format_checks, report, run_checks  # noqa: E402
+from rag.embed.choice import describe_choice, resolve_settings  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
-from rag.provision.models import provision  # noqa: E402
+from rag.provision.models import EngineMeasurement, provision  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import SearchFilters  # noqa: E402
 
@@ -53,9 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also provision this embedding model: embeddinggemma-300m (~1.2 GB download, better across "
         "languages, plus its ONNX export for fast questions, ~2 min once); default: the one RAG_MODELS_EMBEDDING names",
     )
+    models.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure the embedding engines on this CPU again (done anyway when none is recorded, or when the "
+        "recorded one was made on another CPU); `auto` takes the fastest",
+    )
     models.add_argument("--json", action="store_true", help="print the provisioned paths as JSON")
 
-    config = commands.add_parser("config", help="print the effective settings (secrets masked)")
+    config = commands.add_parser(
+        "config",
+        help="print the effective settings (secrets masked), the embedding model and engine `auto` chose, and why",
+    )
     config.add_argument("--json", action="store_true", help="print as JSON (default is also JSON, indented)")
 
     doctor = commands.add_parser(
@@ -88,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> int:
-    payload = settings.masked()
+    # the configured collection is not opened here (instant, and the app may hold the embedded store's lock)
+    resolved, choice = resolve_settings(settings)
+    payload = resolved.masked()
+    payload["models"]["embedding"] = choice.summary()
+    payload["embedding_choice"] = describe_choice(resolved, choice)
     if args.json:
         print_json(payload)
     else:
@@ -107,13 +121,22 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
+    backend = settings.models.embedding_backend
     paths = provision(
         Path(settings.models.dir),
         llm=args.llm,
         embedding=args.embedding or settings.models.embedding,
         lexicon=settings.lexicon_path(),
-        # RAG_MODELS_EMBEDDING_BACKEND=torch: the ONNX export (~4.2 GB of memory to make) is not wanted
-        export_onnx=settings.models.embedding_backend != "torch",
+        # RAG_MODELS_EMBEDDING_BACKEND=torch or openai: the ONNX exports (~4.2 GB of memory to make) are not wanted
+        export_onnx=backend not in ("torch", "openai"),
+        # a server computes the vectors: the local engines' speed does not matter
+        measure=None
+        if backend == "openai"
+        else EngineMeasurement(
+            threads=settings.models.threads,
+            batch_size=settings.models.embedding_batch_size,
+            remeasure=args.remeasure,
+        ),
     )
     if args.json:
         print_json({name: str(path) for name, path in paths.items()})

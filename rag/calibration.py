@@ -16,10 +16,17 @@ GEMMA_EMBEDDING = "embeddinggemma-300m"
 FAKE_EMBEDDING = "fake"
 # the local LLM (`python -m rag models --llm` assembles it; RAG_MODELS_LLM_FILE names it)
 LOCAL_LLM_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-# the embedding model when none is set. EmbeddingGemma: first for all six sample questions among 2,372 Korean
-# articles (e5: 3), better cross-lingual recall, and through its ONNX export (rag/embed/onnx_embedder.py) as quick
-# per question as e5 through torch
-DEFAULT_EMBEDDING = GEMMA_EMBEDDING
+# RAG_MODELS_EMBEDDING=auto (the default): EmbeddingGemma where this machine embeds with it fast enough, else e5
+# (rag/embed/choice.py). EmbeddingGemma: first for all six sample questions among 2,372 Korean articles (e5: 3),
+# better cross-lingual recall; but on a plain AVX2 2-core CPU it ingested ~5x slower than e5
+AUTO_EMBEDDING = "auto"
+DEFAULT_EMBEDDING = AUTO_EMBEDDING
+# below this many chunks per second (the 64 chunks of the sample corpus: ~45 min for 5,400 chunks at 2.0) `auto`
+# takes e5-small instead of EmbeddingGemma
+DEFAULT_AUTO_MIN_CHUNKS_PER_SECOND = 2.0
+# the model names OpenAI-compatible servers (text-embeddings-inference, vLLM, Infinity) report for the models
+# this project provisions: the hub ids they are launched with
+SERVED_MODEL_NAMES = {E5_EMBEDDING: "intfloat/multilingual-e5-small", GEMMA_EMBEDDING: "google/embeddinggemma-300m"}
 # settings measured per model fall back to e5's for a model never measured (its values came first)
 UNMEASURED_FALLBACK = E5_EMBEDDING
 

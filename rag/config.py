@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.calibration import (
+    AUTO_EMBEDDING,
+    DEFAULT_AUTO_MIN_CHUNKS_PER_SECOND,
     DEFAULT_EMBEDDING,
     FAKE_EMBEDDING,
     LOCAL_LLM_FILE,
@@ -27,7 +29,7 @@ from rag.calibration import (
 from rag.errors import ConfigurationError
 
 LLMBackendName = Literal["local", "openai", "none"]
-EmbeddingBackendName = Literal["auto", "torch", "onnx"]
+EmbeddingBackendName = Literal["auto", "torch", "onnx", "onnx-fp32", "openai"]
 
 
 class ModelSettings(BaseModel):
@@ -36,20 +38,61 @@ class ModelSettings(BaseModel):
     )
     embedding: str = Field(
         DEFAULT_EMBEDDING,
-        description="Embedding model: a folder name under `dir`, an absolute path to a sentence-transformers "
-        "folder, or (on a machine that reaches a model hub) a hub id. `embeddinggemma-300m` (the default, "
-        "Gemma terms of use) and `multilingual-e5-small` (MIT; a quarter of the size, ingests faster, weaker "
-        "for English questions over Korean text) are provisioned by `python -m rag models`. `fake` selects a "
-        "deterministic hashing embedder for tests (no model files, no quality).",
+        description="Embedding model: `auto` (the default), a folder name under `dir`, an absolute path to a "
+        "sentence-transformers folder, or (on a machine that reaches a model hub) a hub id. `embeddinggemma-300m` "
+        "(Gemma terms of use; better for English questions over Korean text) and `multilingual-e5-small` (MIT; a "
+        "quarter of the size, ingests faster) are provisioned by `python -m rag models`. `auto`: EmbeddingGemma when "
+        "it is provisioned and its engine measured at least `auto_min_chunks_per_second` on this machine (a CPU "
+        "with AVX-512/VNNI), else e5-small (a plain AVX2 2-core CPU, where EmbeddingGemma ingests ~5x slower); an "
+        "existing collection keeps the model it was built with. `fake` selects a deterministic hashing embedder "
+        "for tests (no model files, no quality).",
     )
     embedding_backend: EmbeddingBackendName = Field(
         "auto",
-        description="Engine that runs the embedding model: `onnx` runs the ONNX export with 8-bit weights that "
-        "`python -m rag models` writes into the EmbeddingGemma folder (a 31-token question in ~38 ms instead of "
-        "~110-150 ms through torch, vectors within cosine 0.999 of torch's), `torch` runs sentence-transformers; "
-        "`auto` takes the export when the model folder holds one (EmbeddingGemma), else torch (e5).",
+        description="Engine that runs the embedding model: `onnx` the ONNX export with 8-bit weights that "
+        "`python -m rag models` writes into the EmbeddingGemma folder (fast with VNNI: a question in ~38 ms instead "
+        "of ~110-150 ms through torch; vectors within cosine 0.999 of torch's), `onnx-fp32` the same export in "
+        "full precision, `torch` sentence-transformers, `openai` an OpenAI-compatible embedding server (see "
+        "`embedding_server_url`). `auto`: the engine `python -m rag models` measured fastest on this CPU among "
+        "those whose vectors match torch's; without a measurement, the 8-bit export when the folder holds one, "
+        "else torch.",
     )
-    embedding_batch_size: int = Field(32, ge=1, le=512, description="Chunks per embedding batch at ingest.")
+    auto_min_chunks_per_second: float = Field(
+        DEFAULT_AUTO_MIN_CHUNKS_PER_SECOND,
+        ge=0,
+        description="With `embedding=auto`: EmbeddingGemma's measured ingest speed on this machine (chunks per "
+        "second, its chosen engine) below which e5-small is used instead (2.0: ~45 min for 5,400 chunks).",
+    )
+    embedding_server_url: str | None = Field(
+        None,
+        description="With `embedding_backend=openai`: the OpenAI-compatible endpoint's base URL (it serves "
+        "`POST <url>/embeddings`), e.g. `http://gpu-box:8080/v1` for text-embeddings-inference, vLLM or Infinity.",
+    )
+    embedding_server_api_key: SecretStr | None = Field(
+        None, description="API key sent to the embedding server as a bearer token, if it needs one."
+    )
+    embedding_server_model: str | None = Field(
+        None,
+        description="Model name the embedding server reports; a reply naming another model is refused. Unset: the "
+        "hub id of `embedding` (`intfloat/multilingual-e5-small`, `google/embeddinggemma-300m`).",
+    )
+    embedding_server_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Requests to the embedding server in flight at once (batches of `embedding_batch_size` texts).",
+    )
+    embedding_server_timeout_s: float = Field(60.0, gt=0, description="Timeout of one embedding server request.")
+    embedding_server_retries: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Retries of a failed embedding server request (429, 5xx, timeouts, connection errors), with "
+        "exponential backoff from 0.5 s up to 8 s, or the server's Retry-After.",
+    )
+    embedding_batch_size: int = Field(
+        32, ge=1, le=512, description="Chunks per embedding batch at ingest (per request with the `openai` backend)."
+    )
     query_prefix: str | None = Field(
         None,
         description="Text put before every question; unset: the model folder's own `query` prompt "
@@ -344,6 +387,12 @@ class Settings(BaseSettings):
             raise ValueError("RAG_LLM_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
         return self
 
+    @model_validator(mode="after")
+    def _openai_embeddings_need_endpoint(self) -> Settings:
+        if self.models.embedding_backend == "openai" and not self.models.embedding_server_url:
+            raise ValueError("RAG_MODELS_EMBEDDING_BACKEND=openai needs RAG_MODELS_EMBEDDING_SERVER_URL")
+        return self
+
     def answer_settings(self) -> AnswerSettings:
         """`answer` with unset refusal cut-offs taken from the values measured for the embedding model; a model
         never measured keeps e5's, with a hint to measure its own."""
@@ -352,7 +401,7 @@ class Settings(BaseSettings):
         if all(getattr(answer, name) is not None for name in fields):
             return answer
         model = Path(self.models.embedding).name
-        if model not in MEASURED_EVIDENCE_THRESHOLDS and model != FAKE_EMBEDDING:
+        if model not in MEASURED_EVIDENCE_THRESHOLDS and model not in (FAKE_EMBEDDING, AUTO_EMBEDDING):
             logging.getLogger(__name__).warning(
                 "no refusal thresholds measured for embedding model %s; using %s's. Measure them with "
                 "`python -m eval bench-refusal` and set RAG_ANSWER_MIN_EVIDENCE_SCORE_KOREAN / _OTHER / _ENGLISH",

@@ -60,7 +60,10 @@ def _models(service: RagService) -> Iterator[Check]:
         yield Check("embedding", "fail", f"{_message(exc)}; provision it with `python -m rag models`")
     else:
         fake = " (the test embedder: no search quality)" if settings.models.embedding == FAKE_EMBEDDING else ""
-        yield Check("embedding", "ok", f"{embedder.model_id}, {embedder.dimension} dimensions{fake}")
+        engine_name = getattr(embedder, "engine", None)
+        engine = f" through {engine_name}" if isinstance(engine_name, str) else ""
+        chosen = f"; {service.model_choice.summary()}" if service.model_choice else ""
+        yield Check("embedding", "ok", f"{embedder.model_id}{engine}, {embedder.dimension} dimensions{fake}{chosen}")
     yield _lexicon(settings)
     yield _llm(settings)
 

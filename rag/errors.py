@@ -90,3 +90,11 @@ class LLMError(RagError):
 
     code = "llm_unavailable"
     http_status = 502  # the model behind the service failed, not the request
+
+
+class EmbeddingServerError(RagError):
+    """The OpenAI-compatible embedding server failed or is unreachable (after its retries). As for LLMError, the
+    message is the generic one users see; the details (status, body, address) go to the log."""
+
+    code = "embedding_unavailable"
+    http_status = 502  # the server behind the service failed, not the request

@@ -16,11 +16,11 @@ from rag.answer.claims import ClaimChecker
 from rag.answer.evidence import EvidenceSelector
 from rag.answer.followup import rewrite_follow_up
 from rag.answer.llm import LLM, create_llm
-from rag.calibration import FAKE_EMBEDDING
+from rag.calibration import AUTO_EMBEDDING
 from rag.config import Settings
 from rag.embed.base import Embedder
-from rag.embed.factory import load_embedder
-from rag.embed.fake import FakeEmbedder
+from rag.embed.choice import ModelChoice, model_of_fingerprint, resolve_settings, with_model
+from rag.embed.factory import create_embedder
 from rag.offline import configure_offline_environment
 from rag.search.retrieve import Retriever
 from rag.search.sparse import SparseEncoder
@@ -41,8 +41,14 @@ class RagService:
         embedder: Embedder | None = None,
         store: QdrantStore | None = None,
         llm: LLM | None = None,
+        consult_collection: bool = True,
     ) -> None:
-        self.settings = settings
+        """`consult_collection` False: under RAG_MODELS_EMBEDDING=auto the model is chosen without looking at the
+        configured collection (eval's fresh collections, named after the model, never open it)."""
+        self._requested = settings
+        self._settings: Settings | None = None
+        self._model_choice: ModelChoice | None = None
+        self._consult_collection = consult_collection
         self._embedder = embedder
         self._store = store
         self._llm = llm
@@ -52,28 +58,62 @@ class RagService:
     # ---- components ------------------------------------------------------------------------------
 
     @property
+    def settings(self) -> Settings:
+        """The settings with RAG_MODELS_EMBEDDING=auto resolved to a model (rag/embed/choice.py), on first use: the
+        model a given embedder runs, else the one the existing collection was built with, else the one measured
+        fast enough on this machine. Everything that depends on the model (its engine, refusal cut-offs, side
+        weights) reads it from here."""
+        if self._settings is None:
+            self._settings = self._resolve_model()
+        return self._settings
+
+    @property
+    def model_choice(self) -> ModelChoice | None:
+        """How `auto` was resolved (None when a model was named or an embedder handed in)."""
+        _ = self.settings
+        return self._model_choice
+
+    def _resolve_model(self) -> Settings:
+        requested = self._requested
+        if requested.models.embedding != AUTO_EMBEDDING:
+            return requested
+        if self._embedder is not None:  # the model is the embedder's
+            return with_model(requested, model_of_fingerprint(self._embedder.model_id) or AUTO_EMBEDDING)
+        collection_model = self._collection_model() if self._consult_collection else None
+        settings, self._model_choice = resolve_settings(requested, collection_model=collection_model)
+        return settings
+
+    def _collection_model(self) -> str | None:
+        """The model the configured collection was built with, if it exists (an embedded store folder that does
+        not exist yet is not created for the question). A store that cannot be read now answers None: opening
+        it for the operation itself reports the problem."""
+        qdrant = self._requested.qdrant
+        if not qdrant.url and not qdrant.path.exists():
+            return None
+        try:
+            return model_of_fingerprint(self.store.stored_fingerprint() if self.store.exists() else None)
+        except Exception as exc:  # StoreError, or a server's own errors: the operation itself will report them
+            logger.debug("could not read the collection's model: %s", exc)
+            return None
+
+    @property
     def embedder(self) -> Embedder:
-        if self._embedder is None and self.settings.models.embedding == FAKE_EMBEDDING:
-            self._embedder = FakeEmbedder()
         if self._embedder is None:
             configure_offline_environment()
             started = time.perf_counter()
-            self._embedder = load_embedder(
-                self.settings.embedding_model_location(),
-                backend=self.settings.models.embedding_backend,
-                query_prefix=self.settings.models.query_prefix,
-                passage_prefix=self.settings.models.passage_prefix,
-                batch_size=self.settings.models.embedding_batch_size,
-                threads=self.settings.models.threads,
-                query_threads=self.settings.models.query_threads,
+            self._embedder = create_embedder(self.settings)
+            logger.info(
+                "embedding model %s (%s) loaded in %.1f s",
+                self.settings.models.embedding,
+                getattr(self._embedder, "engine", "fake"),
+                time.perf_counter() - started,
             )
-            logger.info("embedding model loaded in %.1f s", time.perf_counter() - started)
         return self._embedder
 
     @property
     def store(self) -> QdrantStore:
         if self._store is None:
-            self._store = QdrantStore(self.settings.qdrant, self.settings.collection)
+            self._store = QdrantStore(self._requested.qdrant, self._requested.collection)
         return self._store
 
     @cached_property

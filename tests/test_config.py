@@ -52,6 +52,7 @@ def test_openai_backend_without_endpoint_is_a_configuration_error(monkeypatch: p
 
 def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RAG_API_KEY", "very-secret")
+    monkeypatch.setenv("RAG_MODELS_EMBEDDING", "embeddinggemma-300m")  # `auto` is tests/test_embedding_choice.py's
     assert rag_main(["config", "--json"]) == 0
     out = capsys.readouterr().out
     assert "very-secret" not in out
@@ -92,7 +93,8 @@ def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCapture
     from rag.calibration import MEASURED_EVIDENCE_THRESHOLDS
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.models.embedding == "embeddinggemma-300m"  # the default
+    assert settings.models.embedding == "auto"  # the default; the service resolves it (tests/test_embedding_choice.py)
+    settings.models.embedding = "embeddinggemma-300m"
     assert settings.answer_settings().min_evidence_score_korean == 0.44
     settings.models.embedding = "multilingual-e5-small"
     e5 = settings.answer_settings()
@@ -117,7 +119,8 @@ def test_refusal_thresholds_follow_the_embedding_model(caplog: pytest.LogCapture
 def test_sound_key_weight_follows_the_embedding_model() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.retrieval.sparse_weight_sound is None  # unset: measured per model
-    assert settings.retrieval_settings().sparse_weight_sound == 0.125  # the default model's, EmbeddingGemma
+    settings.models.embedding = "embeddinggemma-300m"
+    assert settings.retrieval_settings().sparse_weight_sound == 0.125
     settings.models.embedding = "multilingual-e5-small"
     assert settings.retrieval_settings().sparse_weight_sound == 0.5
     settings.models.embedding = "/opt/models/embeddinggemma-300m"  # a folder of that name counts as the model

@@ -125,6 +125,11 @@ def test_provision_builds_it_only_when_named(
     assert exported == [paths["embeddinggemma"]]  # the fast backend is part of provisioning it
     provisioning.provision(tmp_path, llm=False, embedding="embeddinggemma-300m", export_onnx=False)
     assert exported == [paths["embeddinggemma"]]  # not asked for: not exported again
+    # `auto` may choose it, so it is provisioned too
+    assert set(provisioning.provision(tmp_path / "auto", llm=False, embedding="auto")) == {
+        "embedding",
+        "embeddinggemma",
+    }
 
 
 def test_the_models_command_skips_the_export_for_the_torch_backend(
@@ -138,10 +143,18 @@ def test_the_models_command_skips_the_export_for_the_torch_backend(
     assert rag_cli.main(["models"]) == 0
     monkeypatch.setenv("RAG_MODELS_EMBEDDING_BACKEND", "torch")
     assert rag_cli.main(["models"]) == 0
+    monkeypatch.setenv("RAG_MODELS_EMBEDDING_BACKEND", "openai")
+    monkeypatch.setenv("RAG_MODELS_EMBEDDING_SERVER_URL", "http://embeddings.invalid/v1")
+    monkeypatch.setenv("RAG_MODELS_EMBEDDING", "multilingual-e5-small")
+    assert rag_cli.main(["models", "--remeasure"]) == 0
+    # `auto` (the default model) provisions EmbeddingGemma, so that its engines can be measured
     assert [(c["embedding"], c["export_onnx"]) for c in calls] == [
-        ("embeddinggemma-300m", True),
-        ("embeddinggemma-300m", False),
+        ("auto", True),
+        ("auto", False),
+        ("multilingual-e5-small", False),
     ]
+    measured = [c["measure"] for c in calls]
+    assert [m.remeasure if m else None for m in measured] == [False, False, None]  # a server: nothing to measure
 
 
 @pytest.mark.slow
@@ -216,3 +229,25 @@ def test_the_onnx_backend_gives_torchs_vectors_and_token_counts(gemma_model_path
         assert np.sum(got * expected, axis=1).min() >= 0.999
     assert [fast.count_tokens(p) for p in passages] == [reference.count_tokens(p) for p in passages]
     assert fast.embed_documents([]).shape == (0, fast.dimension)
+
+
+@pytest.mark.slow
+def test_the_engines_are_measured_on_this_cpu_and_auto_runs_the_choice(gemma_model_path: Path) -> None:
+    """`python -m rag models` (which `make test` runs first) measured the three engines here; each export's
+    vectors passed the check against torch, and the `auto` backend loads the recorded choice."""
+    from rag.embed.choice import choose_engine
+    from rag.embed.engine_record import usable_record
+    from rag.embed.factory import load_embedder
+    from rag.provision.engine_measure import ensure_engine_record
+
+    record = ensure_engine_record(  # measures only if no current record is there (a run outside `make test`)
+        gemma_model_path, ["torch", "onnx", "onnx-fp32"], threads=2, batch_size=32
+    )
+    assert usable_record(gemma_model_path)[0] == record
+    assert {figures.engine for figures in record.engines} == {"torch", "onnx", "onnx-fp32"}
+    for figures in record.engines:
+        assert figures.passed, figures.note
+        assert figures.chunks_per_s and figures.chunks_per_s > 0 and figures.question_ms and figures.question_ms > 0
+        assert figures.engine == "torch" or (figures.cosine_to_torch or 0) >= 0.998
+    assert record.chosen == choose_engine(gemma_model_path, "auto").engine
+    assert getattr(load_embedder(str(gemma_model_path), threads=2), "engine", None) == record.chosen

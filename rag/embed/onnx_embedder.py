@@ -13,20 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rag.embed.base import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
+from rag.embed.engine_record import ONNX_FP32, ONNX_INT8
+from rag.embed.folder import load_tokenizer, read_max_tokens, read_prompts
 from rag.errors import ModelProvisioningError
 
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
-
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_TOKENS = 512
 
 # Where rag/provision/onnx_export.py writes the export inside a model folder, and what its marker must say.
 EXPORT_DIR = "onnx"
@@ -36,25 +34,42 @@ EXPORT_VERSION = "st-onnx-matmulnbits8-b128-1"  # bump when the graph or the qua
 INPUT_NAMES = ("input_ids", "attention_mask")
 
 
-def export_dir(model_folder: Path) -> Path:
-    return model_folder / EXPORT_DIR
+@dataclass(frozen=True)
+class OnnxVariant:
+    """One ONNX export of a model folder: where it lives and which exporter version made it."""
+
+    engine: str  # its RAG_MODELS_EMBEDDING_BACKEND name
+    folder: str
+    model_file: str
+    version: str
 
 
-def is_exported(model_folder: Path) -> bool:
+INT8 = OnnxVariant(ONNX_INT8, EXPORT_DIR, MODEL_FILE, EXPORT_VERSION)
+# the graph before quantisation, kept beside the 8-bit one: on CPUs without int8 dot products (VNNI) ONNX Runtime's
+# 8-bit kernels are slow, and full precision may be the fastest engine there (docs/embedding-engines.md)
+FP32 = OnnxVariant(ONNX_FP32, "onnx-fp32", "model.onnx", "st-onnx-fp32-1")
+VARIANTS = {variant.engine: variant for variant in (INT8, FP32)}
+
+
+def export_dir(model_folder: Path, variant: OnnxVariant = INT8) -> Path:
+    return model_folder / variant.folder
+
+
+def is_exported(model_folder: Path, variant: OnnxVariant = INT8) -> bool:
     """Cheap check: the graph and its weights are present and the marker names this exporter version."""
-    target = export_dir(model_folder)
-    marker = read_marker(model_folder)
+    target = export_dir(model_folder, variant)
+    marker = read_marker(model_folder, variant)
     return (
         marker is not None
-        and marker.get("version") == EXPORT_VERSION
-        and (target / MODEL_FILE).is_file()
-        and (target / f"{MODEL_FILE}.data").is_file()
+        and marker.get("version") == variant.version
+        and (target / variant.model_file).is_file()
+        and (target / f"{variant.model_file}.data").is_file()
     )
 
 
-def read_marker(model_folder: Path) -> dict[str, Any] | None:
+def read_marker(model_folder: Path, variant: OnnxVariant = INT8) -> dict[str, Any] | None:
     try:
-        data = json.loads((export_dir(model_folder) / MARKER_FILE).read_text(encoding="utf-8"))
+        data = json.loads((export_dir(model_folder, variant) / MARKER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -99,8 +114,9 @@ class OnnxSession:
 
 
 class OnnxEmbedder(PrefixedEmbedder):
-    """A sentence-transformers folder holding an ONNX export (`python -m rag models` writes one for
-    EmbeddingGemma). Prefixes left as None are the folder's own prompts, as for SentenceTransformerEmbedder."""
+    """A sentence-transformers folder holding an ONNX export (`python -m rag models` writes them for
+    EmbeddingGemma: 8-bit weights, and full precision). Prefixes left as None are the folder's own prompts, as for
+    SentenceTransformerEmbedder."""
 
     def __init__(
         self,
@@ -111,14 +127,17 @@ class OnnxEmbedder(PrefixedEmbedder):
         batch_size: int = 32,
         threads: int | None = None,
         query_threads: int | None = 1,
+        variant: OnnxVariant = INT8,
     ) -> None:
         self._folder = Path(model_path)
-        if not is_exported(self._folder):
+        if not is_exported(self._folder, variant):
             raise ModelProvisioningError(
-                f"{self._folder} has no ONNX export; run `python -m rag models --embedding {self._folder.name}` "
+                f"{self._folder} has no ONNX export for RAG_MODELS_EMBEDDING_BACKEND={variant.engine} (in "
+                f"{export_dir(self._folder, variant)}); run `python -m rag models --embedding {self._folder.name}` "
                 "(`make models-embeddinggemma`) to write it, or set RAG_MODELS_EMBEDDING_BACKEND=torch"
             )
-        self._onnx_file = export_dir(self._folder) / MODEL_FILE
+        self.engine: str = variant.engine
+        self._onnx_file = export_dir(self._folder, variant) / variant.model_file
         self.batch_size = batch_size
         self.threads = threads or 1
         self.query_threads = query_threads or self.threads
@@ -130,7 +149,7 @@ class OnnxEmbedder(PrefixedEmbedder):
         self._sessions_lock = threading.Lock()
         query_session = self._session(self.query_threads)  # loaded now, so a broken export fails at start-up
         self._counter = load_tokenizer(self._folder)  # untruncated: counts are for chunk budgets
-        dimension = (read_marker(self._folder) or {}).get("dimension")
+        dimension = (read_marker(self._folder, variant) or {}).get("dimension")
         self.dimension = int(dimension) if isinstance(dimension, int) else int(query_session.run(["x"]).shape[1])
         # the weights decide the vectors; the export reproduces them (cosine ≥ 0.999), so collections
         # embedded through torch and through ONNX are the same model's
@@ -158,36 +177,3 @@ class OnnxEmbedder(PrefixedEmbedder):
                     self._folder, self._onnx_file, threads=threads, max_tokens=self.max_tokens
                 )
             return self._sessions[threads]
-
-
-def load_tokenizer(model_folder: Path) -> Tokenizer:
-    from tokenizers import Tokenizer  # loaded on first use, like onnxruntime
-
-    try:
-        tokenizer = Tokenizer.from_file(str(model_folder / "tokenizer.json"))
-    except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
-        raise ModelProvisioningError(
-            f"cannot read {model_folder / 'tokenizer.json'} ({exc}); provision the model again with "
-            "`python -m rag models`"
-        ) from exc
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    return tokenizer
-
-
-def read_prompts(model_folder: Path) -> dict[str, str]:
-    prompts = _read_json(model_folder / "config_sentence_transformers.json").get("prompts") or {}
-    return {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
-
-
-def read_max_tokens(model_folder: Path) -> int:
-    value = _read_json(model_folder / "sentence_bert_config.json").get("max_seq_length")
-    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MAX_TOKENS
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

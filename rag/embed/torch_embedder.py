@@ -30,6 +30,8 @@ _THREADS_STATE = {"active": 0, "previous": 0}
 class SentenceTransformerEmbedder(PrefixedEmbedder):
     """Any sentence-transformers folder, run by torch; prefixes unset are the folder's prompts."""
 
+    engine = "torch"
+
     def __init__(
         self,
         model_path: Path | str,
