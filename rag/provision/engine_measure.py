@@ -67,8 +67,8 @@ TEXT_CHARS = 300
 TEXT_COUNT = 30
 # texts per timed call: above SMALL_CALL_TEXTS (rag/embed/base.py), so the call runs as an ingest batch would
 MEASURE_BATCH = 10
-BATCH_BUDGET_S = 3.0  # no further batch starts after this much timed embedding
-QUESTION_BUDGET_S = 0.75
+BATCH_BUDGET_S = 2.0  # no further batch starts after this much timed embedding
+QUESTION_BUDGET_S = 0.5
 MIN_QUESTION_RUNS = 3
 NEAR_TIE = 0.95  # within 5% of the fastest at batches, the quicker per question wins
 
