@@ -86,7 +86,8 @@ class ModelChoice:
 
 
 def model_of_fingerprint(fingerprint: str | None) -> str | None:
-    """The model name in a collection's fingerprint (`embeddinggemma-300m@1a2b…|dim=768|…`), None if none."""
+    """The model name in a collection's fingerprint (`embeddinggemma-300m@1a2b…|dim=768|…`) or in an embedder's
+    model id (`embeddinggemma-300m@1a2b…`, `fake-64`), None if none."""
     if not fingerprint:
         return None
     model_id = fingerprint.split("|", 1)[0].split("@", 1)[0]

@@ -132,6 +132,7 @@ def _why_measure(current: EngineRecord | None, cpu: CpuSignature, engines: Seque
 
 def _engine_loader(model_folder: Path, *, threads: int, batch_size: int) -> Loader:
     def load(engine: str) -> Embedder:
+        gc.collect()  # the previous engine's weights (up to 1.2 GB) go before the next one loads
         return load_embedder(str(model_folder), backend=engine, threads=threads, batch_size=batch_size)
 
     return load
@@ -209,8 +210,6 @@ def _measure_one(engine: str, load: Loader, texts: list[str], clock: Clock) -> t
     except Exception as exc:  # an engine that cannot run here is reported, not fatal: the others may
         logger.warning("embedding engine %s could not be measured: %s", engine, exc)
         return EngineFigures(engine=engine, passed=False, note=f"failed: {str(exc)[:200]}"), None
-    finally:
-        gc.collect()  # the previous engine's weights go before the next one loads
     figures = EngineFigures(
         engine=engine,
         chunks_per_s=round(done / elapsed, 3),
