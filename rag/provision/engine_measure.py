@@ -10,7 +10,8 @@ How: each candidate (torch first: its vectors are the reference) is loaded as th
 up, then timed on batches of chunk-sized Korean passages (what ingest does) until a few seconds have passed, and
 on single questions. A candidate whose vectors fall below the export check's cosine to torch's is not chosen.
 The fastest at batches wins; one within 5% of it and quicker per question wins the near-tie (noise). The whole
-measurement stays around 20-30 s on a fast CPU: the first batch of each engine is timed whatever the budget.
+measurement, both models, took 45 s on the development machine while it was busy; the first batch of each
+engine is timed whatever the budget, so a CPU 5x slower takes a few minutes.
 """
 
 from __future__ import annotations
