@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -105,3 +106,34 @@ class FakeEmbeddingServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class TopicEmbedder:
+    """An embedder whose similarities are known by hand: one axis per topic word, a text's vector the unit-length
+    sum of the axes of the topic words it contains (the extra axis 0 when it contains none). Two texts about the
+    same topics score 1, a one-topic text against a two-topic text sharing one 1/√2, texts sharing none 0."""
+
+    def __init__(self, *topics: str) -> None:
+        self.topics = topics
+        self.dimension = len(topics) + 1
+        self.model_id = "topics-" + "-".join(topics)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embed_documents(texts)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._vector(text) for text in texts])
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        axes = [axis for axis, topic in enumerate(self.topics, start=1) if topic in text] or [0]
+        vector[axes] = 1.0
+        return vector / np.linalg.norm(vector)

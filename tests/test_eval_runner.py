@@ -1,8 +1,10 @@
-"""`python -m eval run` end to end with the fake embedder (fast), and the KorQuAD regression gate (slow)."""
+"""`python -m eval run` end to end: exact scores on a hand-worked corpus, resuming and the CLI with the fake embedder
+(fast), and the KorQuAD regression gate (slow)."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +17,12 @@ from eval.__main__ import main
 from eval.datasets import CorpusDocument, load_squad, sample_questions, write_jsonl
 from eval.runner import RunConfig, compute_metrics, json_safe, run_evaluation
 from rag.answer.llm import Message
-from rag.config import LLMSettings, Settings
+from rag.config import AnswerSettings, LLMSettings, RetrievalSettings, Settings
 from rag.embed.fake import FakeEmbedder
 from rag.embed.torch_embedder import SentenceTransformerEmbedder
-from tests.doubles import ScriptedLLM
 
 from .conftest import make_settings, shared_data_dir
+from .doubles import ScriptedLLM, TopicEmbedder
 
 CONTRACT_KEYS = [
     ("retrieval", "recall@1"),
@@ -33,11 +35,6 @@ CONTRACT_KEYS = [
     ("refusal", "accuracy"),
     ("latency_ms", "p50"),
     ("latency_ms", "p95"),
-]
-SCORES_IN_UNIT_RANGE = [key for key in CONTRACT_KEYS if key[0] != "latency_ms"] + [
-    ("retrieval", "ndcg@10"),
-    ("answer", "contains"),
-    ("citations", "recall"),
 ]
 
 CORPUS: list[dict[str, Any]] = [
@@ -140,43 +137,6 @@ def _config(files: tuple[Path, Path], out: Path, **changes: Any) -> RunConfig:
     return RunConfig(corpus=corpus, questions=questions, out_dir=out, **changes)
 
 
-def _value(metrics: dict[str, Any], key: tuple[str, str]) -> Any:
-    return metrics[key[0]][key[1]]
-
-
-def test_run_writes_metrics_results_report_and_plots(
-    settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path
-) -> None:
-    out = tmp_path / "report"
-    outcome = run_evaluation(_config(eval_files, out), settings, embedder=FakeEmbedder())
-
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics == outcome.metrics
-    for key in SCORES_IN_UNIT_RANGE:
-        value = _value(metrics, key)
-        assert isinstance(value, float) and 0.0 <= value <= 1.0, (key, value)
-    assert metrics["latency_ms"]["p50"] > 0 and metrics["latency_ms"]["p95"] >= metrics["latency_ms"]["p50"]
-    assert {"embed", "search", "evidence"} <= set(metrics["latency_ms"]["stages"])
-    assert metrics["n_questions"] == len(QUESTIONS)
-    assert metrics["retrieval"]["n"] == 4  # the unanswerable question is left out of retrieval
-    assert set(metrics["systems"]) == {"hybrid"}
-    assert metrics["setup"]["n_documents"] == len(CORPUS)
-
-    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [r["id"] for r in records] == [q["id"] for q in QUESTIONS]
-    first = records[0]
-    assert first["question"] == QUESTIONS[0]["question"]  # Korean kept as is
-    for field in ("answers", "relevant_doc_ids", "retrieved_doc_ids", "answer", "refused", "citations", "f1", "em"):
-        assert field in first
-    assert first["retrieved_doc_ids"][0] == "alliance"
-    assert len(first["retrieved_doc_ids"]) == len(set(first["retrieved_doc_ids"])) <= 10
-
-    assert "| hybrid" in (out / "report.md").read_text(encoding="utf-8")
-    for plot in ("recall_at_k.png", "latency.png"):
-        assert (out / plot).read_bytes().startswith(b"\x89PNG")
-
-
 def test_eval_collection_is_separate_from_the_app_collection(
     settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -219,16 +179,167 @@ def test_results_of_another_corpus_are_not_resumed(
     assert "another run" in capsys.readouterr().err
 
 
-def test_baselines_are_scored_per_system(settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path) -> None:
-    outcome = run_evaluation(_config(eval_files, tmp_path / "out", baselines=True), settings, embedder=FakeEmbedder())
-    systems = outcome.metrics["systems"]
+# --- a corpus whose every score can be worked out on paper ---------------------------------------------
+#
+# TopicEmbedder (tests/doubles.py) gives each text one axis per topic word it contains, so every dense
+# similarity below is 1, 1/√2, 1/2 or 0; the keyword side is the real Korean/English analyser. Sound keys and
+# translations are off (weight 0), every question gets one quoted sentence (the best evidence), and a question
+# is refused when no sentence reaches similarity 0.8.
+
+TOPICS = ("철도", "쌀", "수출", "Committee")
+HAND_CORPUS: list[dict[str, Any]] = [
+    {"id": "rail", "title": "철도 대책", "text": "국토교통부는 노후 철도 차량을 2030년까지 교체한다."},  # 철도
+    {"id": "rice", "title": "쌀 수확", "text": "올해 쌀 수확량은 3퍼센트 늘었다."},  # 쌀
+    {"id": "rice-export", "title": "쌀 수출", "text": "쌀 수출은 작년보다 5만 톤 늘었다."},  # 쌀 + 수출
+    {"id": "fed", "title": "Federal Reserve", "text": "The Committee decided to raise the target range."},  # Committee
+]
+HAND_QUESTIONS: list[dict[str, Any]] = [
+    # rail is first on both sides (similarity 1; the article with most of its words): rank 1. Quoted: the rail
+    # sentence, 24 characters without spaces and the period, holding all 7 of the gold's: F1 2·(7/24)/(7/24+1)
+    # = 14/31, no exact match.
+    {
+        "id": "q1",
+        "question": "노후 철도 차량은 언제까지 교체하나?",
+        "answers": ["2030년까지"],
+        "relevant_doc_ids": ["rail"],
+    },
+    # fed: rank 1. Quoted: "The Committee decided to raise the target range.", 6 tokens without "the"; the
+    # gold has 4 ("it raised target range"), 2 of them shared: F1 2·(2/6)(2/4)/(2/6+2/4) = 2/5. The gold is
+    # not inside the quote, but the quote is from the relevant article: a supported citation.
+    {
+        "id": "q2",
+        "question": "What did the Committee decide about the target range?",
+        "answers": ["it raised the target range"],
+        "relevant_doc_ids": ["fed"],
+    },
+    # The gold marks the export story, but the harvest story is first on both sides (similarity 1 vs 1/√2;
+    # three of the question's words vs two): rank 2. Quoted: the harvest sentence, which shares no character
+    # with "5만톤" and is not from a relevant article: F1 0, citation precision 0.
+    {"id": "q3", "question": "쌀 수확량은 얼마나 늘었나?", "answers": ["5만 톤"], "relevant_doc_ids": ["rice-export"]},
+    # rail, rank 1; the quoted sentence is the gold itself (its period aside): exact match, F1 1.
+    {
+        "id": "q4",
+        "question": "철도 차량 교체 계획은?",
+        "answers": ["국토교통부는 노후 철도 차량을 2030년까지 교체한다"],
+        "relevant_doc_ids": ["rail"],
+    },
+    # no topic word: similarity 0 to every sentence, refused, as it should be.
+    {
+        "id": "q5",
+        "question": "화성 탐사선 발사 비용은 얼마인가?",
+        "answers": [],
+        "relevant_doc_ids": [],
+        "answerable": False,
+    },
+    # two topics: 1/√2 against the rail and harvest sentences, below 0.8: refused although answerable. Its
+    # relevant article shares neither topic nor words with it and comes last of four: rank 4.
+    {
+        "id": "q6",
+        "question": "철도 차량과 쌀 수확량은 어떻게 되나?",
+        "answers": ["raise the target range"],
+        "relevant_doc_ids": ["fed"],
+    },
+    # as q3, rank 2 (올해 is the harvest story's alone); but this gold is inside the quoted harvest sentence (4 of
+    # its 14 characters): F1 2·(4/14)/(4/14+1) = 4/9, and a supported citation although from another article.
+    {"id": "q7", "question": "올해 쌀은 얼마나 늘었나?", "answers": ["3퍼센트"], "relevant_doc_ids": ["rice-export"]},
+    # not answerable, but about a topic (similarity 1 to the harvest sentence): answered, wrongly, citing it
+    {"id": "q8", "question": "쌀 가격은 얼마인가?", "answers": [], "relevant_doc_ids": [], "answerable": False},
+    # not answerable and no topic: refused, as it should be
+    {"id": "q9", "question": "우주 정거장 건설 일정은?", "answers": [], "relevant_doc_ids": [], "answerable": False},
+]
+
+
+@pytest.fixture
+def hand_files(tmp_path: Path) -> tuple[Path, Path]:
+    corpus, questions = tmp_path / "hand-corpus.jsonl", tmp_path / "hand-questions.jsonl"
+    write_jsonl(corpus, HAND_CORPUS)
+    write_jsonl(questions, HAND_QUESTIONS)
+    return corpus, questions
+
+
+def _hand_settings(tmp_path: Path) -> Settings:
+    return make_settings(
+        tmp_path,
+        answer=AnswerSettings(
+            min_evidence_score_korean=0.8,
+            min_evidence_score_other=0.8,
+            min_evidence_score_english=0.8,
+            extractive_sentences=1,
+            extractive_max_sentences=1,
+        ),
+        retrieval=RetrievalSettings(sparse_weight_sound=0.0, sparse_weight_translation=0.0),
+    )
+
+
+def test_run_scores_a_hand_worked_corpus_exactly(hand_files: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    outcome = run_evaluation(_config(hand_files, out), _hand_settings(tmp_path), embedder=TopicEmbedder(*TOPICS))
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics == outcome.metrics
+
+    records = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert list(records) == [q["id"] for q in HAND_QUESTIONS]
+    assert records["q1"]["question"] == HAND_QUESTIONS[0]["question"]  # Korean kept as is
+    relevant_ranks = [
+        r["retrieved_doc_ids"].index(r["relevant_doc_ids"][0]) + 1 for r in records.values() if r["answerable"]
+    ]
+    assert relevant_ranks == [1, 1, 2, 1, 4, 2]  # q1 q2 q3 q4 q6 q7
+    assert records["q3"]["retrieved_doc_ids"][:2] == ["rice", "rice-export"]
+    assert [q for q, record in records.items() if record["refused"]] == ["q5", "q6", "q9"]
+    assert records["q4"]["answer"] == "국토교통부는 노후 철도 차량을 2030년까지 교체한다. [1]"
+    assert [[c["doc_id"] for c in records[q]["citations"]] for q in ("q1", "q2", "q3", "q4", "q7", "q8")] == [
+        ["rail"], ["fed"], ["rice"], ["rail"], ["rice"], ["rice"]
+    ]  # fmt: skip
+
+    retrieval = metrics["retrieval"]
+    assert retrieval["n"] == 6  # q5, q8 and q9 have no relevant article
+    assert retrieval["recall_at_k"] == [0.5, 0.8333, 0.8333] + [1.0] * 7  # 3, 5, 5, then 6 of 6 within k
+    assert (retrieval["recall@1"], retrieval["recall@5"], retrieval["recall@10"]) == (0.5, 1.0, 1.0)
+    assert retrieval["mrr@10"] == 0.7083  # (1 + 1 + 1/2 + 1 + 1/4 + 1/2) / 6
+    assert retrieval["ndcg@10"] == pytest.approx((3 + 2 / math.log2(3) + 1 / math.log2(5)) / 6, abs=1e-4)
+    # answers with a gold (q1-q4, q6, q7; q6, refused, scores 0): F1 14/31, 2/5, 0, 1, 0, 4/9; exact match q4 only
+    assert metrics["answer"]["n"] == 6
+    assert metrics["answer"]["f1"] == pytest.approx((14 / 31 + 2 / 5 + 1 + 4 / 9) / 6, abs=1e-4)
+    assert metrics["answer"]["exact_match"] == 0.1667
+    assert metrics["answer"]["contains"] == 0.5  # the gold inside the answer: q1 q4 q7
+    assert metrics["answer"]["correct"] == pytest.approx(5 / 9, abs=1e-4)  # q1 q4 q7 answered, q5 q9 refused
+    # citations (refusals cite nothing and do not count): q1 q4 supported twice over, q2 by its article, q7 by
+    # its quote, q3 and q8 not at all
+    assert metrics["citations"]["precision"] == 0.6667
+    assert metrics["citations"]["recall"] == 0.5  # q1 q2 q4 of the six with a relevant article cite it
+    assert metrics["refusal"] == {
+        "accuracy": pytest.approx(7 / 9, abs=1e-4),  # all but q6 and q8
+        "refused": 3,
+        "false_refusals": 1,
+        "false_answers": 1,
+        "n_unanswerable": 3,
+    }
+    assert metrics["n_questions"] == 9 and metrics["setup"]["n_documents"] == 4
+    assert metrics["latency_ms"]["p50"] > 0 and metrics["latency_ms"]["p95"] >= metrics["latency_ms"]["p50"]
+    assert {"embed", "search", "evidence"} <= set(metrics["latency_ms"]["stages"])
+    assert set(metrics["systems"]) == {"hybrid"}
+    assert metrics["systems"]["hybrid"]["retrieval"] == retrieval
+
+    assert "| hybrid" in (out / "report.md").read_text(encoding="utf-8")
+    for plot in ("recall_at_k.png", "latency.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_baselines_are_scored_per_system(hand_files: tuple[Path, Path], tmp_path: Path) -> None:
+    config = _config(hand_files, tmp_path / "out", baselines=True)
+    systems = run_evaluation(config, _hand_settings(tmp_path), embedder=TopicEmbedder(*TOPICS)).metrics["systems"]
     assert set(systems) == {"hybrid", "sparse", "dense", "llamaindex"}
+    # dense alone, and llama-index over the same vectors, rank as the hybrid does: 1, 1, 2, 1, 4, 2
+    for name in ("hybrid", "dense", "llamaindex"):
+        retrieval = systems[name]["retrieval"]
+        assert retrieval["recall_at_k"] == [0.5, 0.8333, 0.8333] + [1.0] * 7, name
+        assert retrieval["mrr@10"] == 0.7083, name
+    # keywords alone never reach q6's article (no word in common): 1, 1, 2, 1, not found, 2
+    sparse = systems["sparse"]["retrieval"]
+    assert sparse["recall_at_k"] == [0.5] + [0.8333] * 9
+    assert sparse["mrr@10"] == 0.6667  # (1 + 1 + 1/2 + 1 + 0 + 1/2) / 6
     for system in systems.values():
-        assert 0.0 <= system["retrieval"]["recall@10"] <= 1.0
-        assert len(system["retrieval"]["recall_at_k"]) == 10
         assert system["latency_ms"]["p50"] >= 0
-    # every document fits one llama-index node: the fake embedder must find most of them
-    assert systems["llamaindex"]["retrieval"]["recall@10"] == 1.0
 
 
 def _argv(files: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
@@ -245,6 +356,7 @@ def test_cli_json_prints_one_object_on_stdout(
     body = json.loads(captured.out)
     for key in CONTRACT_KEYS:
         assert key[1] in body[key[0]], key
+    assert body == json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))  # what it wrote
     assert body["n_questions"] == len(QUESTIONS)
 
 
