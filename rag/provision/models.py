@@ -8,6 +8,7 @@ package: the service only reads what it wrote (the model folders and their engin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,21 @@ class EngineMeasurement:
     remeasure: bool = False
 
 
+@dataclass(frozen=True)
+class Provisioners:
+    """The step provision() runs for each model file it provides; tests pass fakes."""
+
+    embedding: Callable[[Path], Path]  # models_dir → the e5-small folder
+    embeddinggemma: Callable[..., Path]  # models_dir, export_onnx= → the EmbeddingGemma folder
+    lexicon: Callable[[Path], Path]  # target file → the lexicon
+    llm: Callable[[Path], Path]  # models_dir → the GGUF
+
+
+def default_provisioners() -> Provisioners:
+    """The real steps (rag/provision/e5.py, gemma.py, lexicon_build.py, local_llm.py)."""
+    return Provisioners(ensure_embedding_model, ensure_embeddinggemma, ensure_lexicon, ensure_llm_model)
+
+
 def provision(
     models_dir: Path,
     *,
@@ -40,6 +56,7 @@ def provision(
     lexicon: Path | None = None,
     export_onnx: bool = True,
     measure: EngineMeasurement | None = None,
+    provisioners: Provisioners | None = None,
 ) -> dict[str, Path]:
     """Make every model file the configuration needs available under `models_dir`.
 
@@ -49,20 +66,21 @@ def provision(
     "lexicon" (the English→Korean keyword lexicon, rag/provision/lexicon_build.py) when a path for it is given,
     and "llm" (a GGUF) when `llm`. With `measure`, each embedding model's engines are measured on this CPU unless
     a current measurement is recorded (rag/provision/engine_measure.py); the records' paths are returned as
-    "<role> engines".
+    "<role> engines". `provisioners` replaces the steps (default_provisioners()).
     """
+    steps = provisioners or default_provisioners()
     logger.info("Provisioning models in %s", models_dir)
-    paths = {"embedding": ensure_embedding_model(models_dir)}
+    paths = {"embedding": steps.embedding(models_dir)}
     logger.info("Embedding model ready: %s", paths["embedding"])
     if embedding in (GEMMA_EMBEDDING, AUTO_EMBEDDING):
-        paths["embeddinggemma"] = ensure_embeddinggemma(models_dir, export_onnx=export_onnx)
+        paths["embeddinggemma"] = steps.embeddinggemma(models_dir, export_onnx=export_onnx)
     if measure is not None:
         for role in [role for role in ("embedding", "embeddinggemma") if role in paths]:
             paths[f"{role} engines"] = _measure(paths[role], measure)
     if lexicon is not None:
-        paths["lexicon"] = ensure_lexicon(lexicon)
+        paths["lexicon"] = steps.lexicon(lexicon)
     if llm:
-        paths["llm"] = ensure_llm_model(models_dir)
+        paths["llm"] = steps.llm(models_dir)
         logger.info("Local LLM ready: %s", paths["llm"])
     return paths
 
