@@ -235,7 +235,7 @@ def _fused(
     question = "◆ 감사"
     hits = service.store.search(
         service.embedder.embed_query(question),
-        [(service.sparse.encode_query(question), keyword_weight)],
+        [(_terms("감사", bigrams=("감사",)), keyword_weight)],  # the question's keyword side, written out
         limit=10,
         candidates=10,
         fusion=fusion,
