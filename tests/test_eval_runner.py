@@ -433,15 +433,23 @@ def test_generative_run_reports_claim_checks_beside_the_extractive_baseline(
     assert claims["repaired"] > 0 and claims["supported"] > 0  # the wrong rice figure, the repeated sentences
     assert claims["supported"] + claims["repaired"] + claims["dropped"] == pytest.approx(1.0)
     assert claims["unsupported_shown"] == 0
+    # the baseline is what an extractive run over the same questions reports, figure for figure
     baseline = metrics["answer_baselines"]["extractive"]
-    for block, key in (
-        ("answer", "contains"),
-        ("answer", "char_f1"),
-        ("citations", "precision"),
-        ("refusal", "accuracy"),
-    ):
-        assert 0.0 <= baseline[block][key] <= 1.0 and 0.0 <= metrics[block][key] <= 1.0
+    extractive = run_evaluation(_config(eval_files, tmp_path / "extractive"), settings, embedder=FakeEmbedder())
+    for block in ("answer", "citations", "refusal", "claims"):
+        assert baseline[block] == extractive.metrics[block], block
     assert baseline["claims"]["answers_checked"] == 0  # quotes are not checked: nothing was generated
+    # the scripted model never refuses: q5, the one unanswerable question of five, is a false answer
+    assert metrics["refusal"] == {
+        "accuracy": 0.8,
+        "refused": 0,
+        "false_refusals": 0,
+        "false_answers": 1,
+        "n_unanswerable": 1,
+    }
+    # every reply cites [1], a sentence of the question's own article for q1-q4; q5 has no relevant article
+    assert (metrics["citations"]["precision"], metrics["citations"]["recall"]) == (0.8, 1.0)
+    assert metrics["answer"]["n"] == baseline["answer"]["n"] == 4  # the questions with gold answers
 
     records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     rice = next(r for r in records if r["id"] == "q4")
