@@ -129,6 +129,24 @@ class ModelSettings(BaseModel):
 
 class QdrantSettings(BaseModel):
     path: Path = Field(Path("storage/qdrant"), description="Embedded (local mode) Qdrant folder; the default mode.")
+    engine: Literal["local", "edge"] = Field(
+        "local",
+        description="Embedded engine (when `url` is unset): `local` is qdrant-client's local mode with an "
+        "in-process scorer, right for thousands of articles; `edge` is Qdrant Edge, Qdrant's own engine in the "
+        "process (HNSW and payload indexes, write-ahead log), for hundreds of thousands (docs/scaling.md). Each "
+        "keeps its own collections in the folder.",
+    )
+    edge_quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="Edge only, new collections: `int8` keeps scalar-quantised dense vectors in memory (a quarter "
+        "of the size) and the originals on disk, which rescore the best candidates (scores stay exact cosines).",
+    )
+    edge_indexing_threshold_kb: int | None = Field(
+        None,
+        ge=1,
+        description="Edge only, new collections: a segment's vectors are searched by brute force until it holds "
+        "this many kilobytes, then get an HNSW index when the store optimises. Unset: Qdrant's default (10,000).",
+    )
     url: str | None = Field(None, description="Qdrant server or cluster URL; when set, `path` is ignored.")
     api_key: SecretStr | None = Field(None, description="API key for the Qdrant server, if it needs one.")
     timeout_s: float = Field(30.0, gt=0, description="Request timeout against a Qdrant server.")

@@ -10,10 +10,15 @@ A new version of an article is written beside the one being served: its chunks t
 point ids (`Chunk.generation`), so a write that fails half-way (a full disk) is rolled back and the previous
 version stays whole; only then are the old chunks deleted and the record replaced.
 
+Three engines behind this one front: a Qdrant server (`RAG_QDRANT_URL`), and two embedded ones in
+`RAG_QDRANT_PATH` (`RAG_QDRANT_ENGINE`): qdrant-client's local mode (`local`), and Qdrant Edge (`edge`,
+Qdrant's own engine in process, reached through rag/search/edge.py, which speaks the qdrant-client calls made
+here).
+
 Hybrid search is one Qdrant query (dense + keyword prefetch, fused by DBSF or weighted RRF) against a
-server. The embedded store scores the same way in process instead (rag/search/in_process_index.py): qdrant-client's
-local mode scores sparse vectors in pure Python, far too slow for interactive use, while the fusion itself
-is qdrant-client's own function in both cases, so the two deployments rank alike.
+server or Edge. Local mode scores the same way in process instead (rag/search/in_process_index.py): it scores
+sparse vectors in pure Python, far too slow for interactive use, while the fusion itself is qdrant-client's own
+function in both cases, so the deployments rank alike.
 
 The collection remembers the fingerprint of the settings that shaped its vectors (embedding model,
 dimension, chunking, sparse analyser); opening it with other settings raises CollectionMismatchError
@@ -29,6 +34,7 @@ import logging
 import pickle
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +53,7 @@ from rag.errors import (
     StoreError,
     StoreLockedError,
 )
+from rag.search.edge import EDGE_FOLDER, EdgeClient, EdgeFolderLockedError, EdgeTuning
 from rag.search.in_process_index import IndexedPoint, InProcessIndex
 from rag.search.payloads import (
     StoredArticle,
@@ -95,7 +102,8 @@ class QdrantStore:
 
         self._m = models
         # embedded Qdrant is exclusive to this process, so every write passes here and can invalidate
-        self._in_process = not settings.url if in_process_scoring is None else in_process_scoring and not settings.url
+        local_mode = not settings.url and settings.engine == "local"
+        self._in_process = local_mode if in_process_scoring is None else in_process_scoring and local_mode
         self._index: InProcessIndex | None = None
         self._index_lock = threading.Lock()
 
@@ -110,6 +118,16 @@ class QdrantStore:
     def exists(self) -> bool:
         return bool(self._client.collection_exists(self.collection))
 
+    def optimize(self) -> None:
+        """Index what was written. Only Qdrant Edge needs telling: a server optimises in the background and
+        local mode has no index. Edge blocks the whole process meanwhile (rag/search/edge.py), so callers run
+        this where no question waits: at the end of an ingest run, at app start-up."""
+        if isinstance(self._client, EdgeClient) and self.exists():
+            started = time.perf_counter()
+            for name in (self.collection, self.articles_collection):
+                self._client.optimize(name)
+            logger.info("indexed collection %s in %.1f s", self.collection, time.perf_counter() - started)
+
     def ensure_collection(self, spec: CollectionSpec) -> None:
         """Create the collections if missing; refuse to reuse ones built with other vector settings."""
         if self.exists():
@@ -123,15 +141,25 @@ class QdrantStore:
             if self.settings.replication_factor:
                 cluster["replication_factor"] = self.settings.replication_factor
         metadata = {"fingerprint": spec.fingerprint, "dimension": spec.dimension}
-        if not self._client.collection_exists(self.articles_collection):
-            self._client.create_collection(self.articles_collection, vectors_config={}, metadata=metadata, **cluster)
-        self._client.create_collection(
-            self.collection,
-            vectors_config={DENSE: m.VectorParams(size=spec.dimension, distance=m.Distance.COSINE)},
-            sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
-            metadata=metadata,
-            **cluster,
-        )
+        try:
+            if not self._client.collection_exists(self.articles_collection):
+                self._client.create_collection(
+                    self.articles_collection, vectors_config={}, metadata=metadata, **cluster
+                )
+            self._client.create_collection(
+                self.collection,
+                vectors_config={DENSE: m.VectorParams(size=spec.dimension, distance=m.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+                metadata=metadata,
+                **cluster,
+            )
+        except Exception:
+            # ingest shards starting together against one server race to create the collection: the loser
+            # finds it there and checks it like any existing one
+            if not self.exists():
+                raise
+            self.check_spec(spec)
+            return
         self._create_payload_indexes()
         logger.info("created collection %s (dimension %d)", self.collection, spec.dimension)
 
@@ -404,9 +432,11 @@ class QdrantStore:
         return self._local_index().term_coverage(term_ids)
 
     def warm_up(self) -> None:
-        """Build what the first search would otherwise build (the in-process index of an embedded store)."""
+        """Build what the first search would otherwise build: local mode's in-process index; Edge's indexes over
+        points written since the last optimisation (uploads through the running app, an interrupted ingest)."""
         if self._in_process and self.exists():
             self._local_index()
+        self.optimize()
 
     def _search_single(
         self, query: Any, using: str, limit: int, filters: SearchFilters | None, dense_query: np.ndarray | None
@@ -564,14 +594,17 @@ def _connect(settings: QdrantSettings) -> Any:
     if missing_meta:
         raise StoreCorruptError(_damaged_store_message(settings.path, missing_meta))
     try:
+        if settings.engine == "edge":
+            tuning = EdgeTuning(
+                quantization=settings.edge_quantization, indexing_threshold_kb=settings.edge_indexing_threshold_kb
+            )
+            return EdgeClient(settings.path / EDGE_FOLDER, tuning)
         return QdrantClient(path=str(settings.path))
+    except EdgeFolderLockedError as exc:
+        raise _locked(settings) from exc
     except RuntimeError as exc:
         if "already accessed" in str(exc):
-            raise StoreLockedError(
-                f"the embedded store {settings.path} is in use by another process (embedded Qdrant allows "
-                "one at a time; usually `python app.py`). Stop that process, or send the files to the running "
-                "app with `POST /v1/ingest`, or run a Qdrant server and set RAG_QDRANT_URL"
-            ) from exc
+            raise _locked(settings) from exc
         raise StoreError(f"cannot open the embedded store {settings.path}: {exc}") from exc
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -662,6 +695,14 @@ def _write_error(exc: Exception, location: str) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
     return StoreError(f"writing to {location} failed ({type(exc).__name__}: {text})")
+
+
+def _locked(settings: QdrantSettings) -> StoreLockedError:
+    return StoreLockedError(
+        f"the embedded store {settings.path} is in use by another process (embedded Qdrant allows "
+        "one at a time; usually `python app.py`). Stop that process, or send the files to the running "
+        "app with `POST /v1/ingest`, or run a Qdrant server and set RAG_QDRANT_URL"
+    )
 
 
 def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:

@@ -1,0 +1,384 @@
+"""Qdrant Edge behind the store front (RAG_QDRANT_ENGINE=edge) against the server-semantics oracle.
+
+The oracle is qdrant-client's local mode answering through Qdrant's query API (the same one tests/test_local_index.py
+pins the in-process scorer to). Real Korean and English news, the fake embedder, the same articles written into a
+local-mode store and an Edge store: dense, keyword (IDF) and fused (DBSF, weighted RRF) rankings must agree, with
+and without date and source filters, before and after Edge optimises, and after articles change.
+Then what an embedded store must also do: survive `kill -9` after an acknowledged write, keep answering while a
+big write runs in another thread, and refuse a second process with the usual message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import qdrant_edge
+
+from ingest.loaders import iter_documents
+from ingest.pipeline import build_ingestor
+from rag.config import QdrantSettings, Settings
+from rag.embed.fake import FakeEmbedder
+from rag.errors import StoreLockedError
+from rag.search.store import QdrantStore
+from rag.service import RagService
+from rag.types import Article, SearchFilters
+
+from .conftest import PROJECT_ROOT, make_settings, shared_data_dir
+
+QUERIES = [
+    "국토교통부 철도 안전 대책",
+    "대통령 선거 후보",
+    "federal funds rate inflation",
+    "위키뉴스 기자 인터뷰",
+    "economic activity labor market",
+    "코로나19 확진자 방역",
+    "smart city internet platform computer",
+]
+Ranking = list[tuple[str, float]]
+
+
+def _news_slice() -> list[Article]:
+    root = shared_data_dir()
+    paths = [root / "ko_wikinews_boddari" / "wikinews.csv", root / "fomc_statements_en" / "fomc_statements.jsonl"]
+    if not all(p.exists() for p in paths):
+        pytest.skip("../shared/data is not available")
+    korean = [a for a in itertools.islice(iter_documents(paths[:1]), 60) if isinstance(a, Article)]
+    english = [a for a in itertools.islice(iter_documents(paths[1:]), 20) if isinstance(a, Article)]
+    return korean + english
+
+
+def _engine_settings(folder: Path, engine: str) -> Settings:
+    settings = make_settings(folder)
+    # a tiny indexing threshold: optimising turns the written segment into indexed ones (HNSW, the immutable
+    # keyword index), so rankings are compared on both of Edge's segment kinds
+    settings.qdrant = QdrantSettings(path=folder / "qdrant", engine=engine, edge_indexing_threshold_kb=1)  # type: ignore[arg-type]
+    return settings
+
+
+def _ingest(settings: Settings, articles: list[Article]) -> None:
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        build_ingestor(service).ingest_articles(articles)
+    finally:
+        service.close()
+
+
+def _changed(articles: list[Article]) -> list[Article]:
+    """Every fourth article rewritten shorter (old chunks deleted), every seventh dropped by the caller."""
+    return [
+        a.model_copy(update={"text": a.text[: max(len(a.text) // 3, 40)]}) if i % 4 == 0 else a
+        for i, a in enumerate(articles)
+    ]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Settings]:
+    articles = _news_slice()
+    out = {}
+    for engine in ("local", "edge"):
+        settings = _engine_settings(tmp_path_factory.mktemp(engine), engine)
+        _ingest(settings, articles)
+        out[engine] = settings
+    return out
+
+
+def _rankings(settings: Settings, filters: SearchFilters | None = None) -> list[Ranking]:
+    service = RagService(settings, embedder=FakeEmbedder())
+    # local mode through Qdrant's own query API: the oracle; Edge answers every query in its engine anyway
+    store = QdrantStore(settings.qdrant, settings.collection, in_process_scoring=False)
+    try:
+        out = []
+        for query in QUERIES:
+            dense = service.embedder.embed_query(query)
+            sparse = service.sparse.encode_query(query)
+            sound = service.sparse.encode_sound_query(query)
+            for hits in (
+                store.search_dense(dense, limit=10, filters=filters),
+                store.search_sparse(sparse, limit=10, filters=filters),
+                store.search(dense, [(sparse, 1.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                store.search(dense, [(sparse, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters),
+                store.search(
+                    dense, [(sparse, 1.0), (sound, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters
+                ),
+                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="rrf", rrf_k=5, filters=filters),
+            ):
+                out.append([(h.chunk.id, round(h.score, 4)) for h in hits])
+        return out
+    finally:
+        store.close()
+
+
+def _assert_same(edge: list[Ranking], oracle: list[Ranking]) -> None:
+    assert sum(len(ranking) for ranking in oracle) > len(oracle), "the queries found almost nothing"
+    for mine, theirs in zip(edge, oracle, strict=True):
+        assert [s for _, s in mine] == pytest.approx([s for _, s in theirs], abs=2e-3)
+        # points with (nearly) equal scores may come in either order, and one of them may fall off the end
+        if mine:
+            cut = mine[-1][1] + 2e-3
+            assert {pid for pid, s in mine if s > cut} == {pid for pid, s in theirs if s > cut}
+
+
+def _filters(articles: list[Article]) -> list[SearchFilters]:
+    dated = sorted(a.date for a in articles if a.date)
+    middle = dated[len(dated) // 2]
+    source = next(a.source for a in articles if a.source)
+    return [
+        SearchFilters(date_from=middle),
+        SearchFilters(date_to=middle),
+        SearchFilters(source=source),
+        SearchFilters(source=source, date_from=dated[0], date_to=middle),
+    ]
+
+
+def test_edge_ranks_as_the_qdrant_oracle(stores: dict[str, Settings]) -> None:
+    _assert_same(_rankings(stores["edge"]), _rankings(stores["local"]))
+
+
+def test_edge_filters_match_the_oracle(stores: dict[str, Settings]) -> None:
+    for filters in _filters(_news_slice()):
+        _assert_same(_rankings(stores["edge"], filters), _rankings(stores["local"], filters))
+
+
+def test_edge_ranks_as_the_oracle_after_changes_and_optimisation(stores: dict[str, Settings]) -> None:
+    """Rewritten articles leave deleted points behind in Edge's segments until it optimises: keyword IDF must
+    count live points only, before and after."""
+    articles = _news_slice()
+    changed = [a for i, a in enumerate(_changed(articles)) if i % 7 != 3]
+    for settings in stores.values():
+        service = RagService(settings, embedder=FakeEmbedder())
+        try:
+            ingestor = build_ingestor(service)
+            ingestor.ingest_articles(changed)
+            for dropped in articles[3::7]:
+                service.store.delete_article(dropped.id)
+        finally:
+            service.close()
+    _assert_same(_rankings(stores["edge"]), _rankings(stores["local"]))
+    store = QdrantStore(stores["edge"].qdrant, stores["edge"].collection)
+    try:
+        store.optimize()
+        assert store.count_articles() == len(changed)
+    finally:
+        store.close()
+    # both vector names of every point indexed: the comparison below runs on indexed segments
+    assert _indexed_share(stores["edge"]) == 1.0
+    _assert_same(_rankings(stores["edge"]), _rankings(stores["local"]))
+    _assert_same(_rankings(stores["edge"], _filters(articles)[3]), _rankings(stores["local"], _filters(articles)[3]))
+
+
+def _indexed_share(settings: Settings) -> float:
+    """Share of the chunk points whose dense and sparse vectors sit in indexed segments (read from the shard)."""
+    shard = qdrant_edge.EdgeShard.load(str(settings.qdrant.path / "edge" / settings.collection))
+    try:
+        info = shard.info()
+        return info.indexed_vectors_count / (2 * info.points_count) if info.points_count else 0.0
+    finally:
+        shard.close()
+
+
+def test_a_second_opener_of_an_edge_store_gets_the_usual_message(tmp_path: Path) -> None:
+    qdrant = QdrantSettings(path=tmp_path / "qdrant", engine="edge")
+    first = QdrantStore(qdrant, "news")
+    try:
+        with pytest.raises(StoreLockedError, match="POST /v1/ingest"):
+            QdrantStore(qdrant, "news")
+        other_process = subprocess.run(
+            [sys.executable, "-c", LOCK_PROBE, str(qdrant.path)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert other_process.stdout.strip() == "StoreLockedError", other_process.stderr
+    finally:
+        first.close()
+    QdrantStore(qdrant, "news").close()  # released on close
+
+
+LOCK_PROBE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from rag.config import QdrantSettings
+    from rag.errors import StoreLockedError
+    from rag.store import QdrantStore
+    try:
+        QdrantStore(QdrantSettings(path=Path(sys.argv[1]), engine="edge"), "news")
+        print("opened")
+    except StoreLockedError:
+        print("StoreLockedError")
+    """
+)
+
+
+# --- durability: what was acknowledged survives kill -9 ------------------------------------------------------
+
+ACKNOWLEDGING_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from ingest.pipeline import build_ingestor
+    from rag.config import QdrantSettings, Settings
+    from rag.embeddings import FakeEmbedder
+    from rag.service import RagService
+    from rag.types import Article
+
+    qdrant = QdrantSettings(path=Path(sys.argv[1]), engine="edge")
+    settings = Settings(_env_file=None, collection="durable", qdrant=qdrant)
+    service = RagService(settings, embedder=FakeEmbedder())
+    ingestor = build_ingestor(service)
+    n = 0
+    while True:
+        text = " ".join(f"Sentence {j} of article {n} about rail budgets and ports." for j in range(40))
+        report = ingestor.ingest_articles([Article(id=f"doc{n}", title=f"Doc {n}", text=text)])
+        print(n, report.chunks, flush=True)  # the acknowledgement: replace_article has returned
+        n += 1
+    """
+)
+
+
+def test_edge_keeps_every_acknowledged_article_after_kill_9(tmp_path: Path) -> None:
+    store_path = tmp_path / "qdrant"
+    child = subprocess.Popen(
+        [sys.executable, "-c", ACKNOWLEDGING_WRITER, str(store_path)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    acknowledged: dict[str, int] = {}
+    for line in child.stdout:
+        number, chunks = line.split()
+        acknowledged[f"doc{number}"] = int(chunks)
+        if len(acknowledged) >= 60:
+            os.kill(child.pid, signal.SIGKILL)  # no flush, no close: only the write-ahead log has it
+            break
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+    store = QdrantStore(QdrantSettings(path=store_path, engine="edge"), "durable")
+    try:
+        stored = {s.article.id: s for s in store.iter_articles(with_text=True)}
+        assert set(acknowledged) <= set(stored)
+        # at most the one article being written when the kill came is beyond the acknowledged ones
+        assert len(stored) - len(acknowledged) <= 1
+        for article_id, chunks in acknowledged.items():
+            assert stored[article_id].chunk_count == chunks
+            assert "rail budgets" in stored[article_id].article.text
+        assert store.count_chunks() >= sum(acknowledged.values())
+        service = RagService(
+            Settings(_env_file=None, collection="durable", qdrant=QdrantSettings(path=store_path, engine="edge")),  # type: ignore[call-arg]
+            embedder=FakeEmbedder(),
+            store=store,
+        )
+        assert service.search("Sentence 3 of article 41 about rail budgets", top_k=3)
+    finally:
+        store.close()
+
+
+# --- reads keep being answered while a big write runs -------------------------------------------------------
+
+
+def test_questions_are_answered_while_a_big_write_runs(tmp_path: Path) -> None:
+    """One thread ingests 400 articles article by article (the write path of `POST /v1/ingest`), another asks
+    questions meanwhile: every question gets hits, none raises, and the writer's articles become findable.
+    Timeouts only detect a hang."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    ingestor = build_ingestor(service)
+    ingestor.ingest_articles([Article(id="seed", title="항만", text="해양수산부는 항만 물류 대책을 내놓았다.")])
+    answers: list[int] = []
+    errors: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
+
+    def ask() -> None:
+        while writing.is_set():
+            try:
+                answers.append(len(service.search("항만 물류 대책", top_k=3)))
+            except BaseException as exc:  # the assertion below reports it
+                errors.append(exc)
+                return
+
+    reader = threading.Thread(target=ask, daemon=True)
+    reader.start()
+    try:
+        bulk = [
+            Article(
+                id=f"bulk{i}", title=f"철도 {i}", text=8 * f"국토교통부는 철도 노선 {i}호선의 안전 대책을 발표했다. "
+            )
+            for i in range(400)
+        ]
+        report = ingestor.ingest_articles(bulk)
+    finally:
+        writing.clear()
+        reader.join(timeout=120)
+    try:
+        assert not reader.is_alive(), "the reader hung"
+        assert not errors, errors
+        assert report.added == 400
+        assert len(answers) >= 5 and all(count > 0 for count in answers)
+        assert service.search("철도 노선 399호선", top_k=1)[0].chunk.article_id == "bulk399"
+    finally:
+        service.close()
+
+
+def test_app_start_up_indexes_what_uploads_left_unindexed(tmp_path: Path) -> None:
+    """Writes never optimise (Edge would stall every thread meanwhile); warm-up at start-up does, and answers
+    stay the same."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        build_ingestor(service).ingest_articles(
+            [
+                # distinct term counts and lengths: no exact score ties, whose order no Qdrant engine fixes
+                Article(
+                    id=f"a{i}",
+                    title=f"기사 {i}",
+                    text=f"{i}번째 정책 기사. " + "예산 " * (1 + i % 5) + "철도 " * (i % 7),
+                )
+                for i in range(50)
+            ]
+        )
+        before = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        service.store.close()  # a look at the shard from outside: nothing indexed by the writes
+        assert _indexed_share(settings) < 1.0
+        service.close()
+        service = RagService(settings, embedder=FakeEmbedder())
+        started = time.perf_counter()
+        service.warm_up()
+        assert time.perf_counter() - started < 600  # hang detection only
+        after = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        _assert_same([after], [before])
+    finally:
+        service.close()
+    assert _indexed_share(settings) == 1.0
+
+
+def test_dates_filter_the_same_in_both_engines(tmp_path: Path) -> None:
+    articles = [
+        Article(id=f"d{i}", title="철도", text=f"철도 안전 대책 {i}", date=dt.date(2024, 1, 1) + dt.timedelta(days=i))
+        for i in range(10)
+    ] + [Article(id="undated", title="철도", text="철도 안전 대책 날짜 없음")]
+    found = {}
+    for engine in ("local", "edge"):
+        settings = _engine_settings(tmp_path / engine, engine)
+        service = RagService(settings, embedder=FakeEmbedder())
+        try:
+            build_ingestor(service).ingest_articles(articles)
+            window = SearchFilters(date_from=dt.date(2024, 1, 3), date_to=dt.date(2024, 1, 5))
+            found[engine] = {h.chunk.article_id for h in service.search("철도 안전", top_k=20, filters=window)}
+        finally:
+            service.close()
+    assert found["edge"] == found["local"] == {"d2", "d3", "d4"}
