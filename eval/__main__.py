@@ -15,7 +15,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from eval import bench, bench_answer, bench_hostile, bench_refusal  # noqa: E402
+from eval import bench, bench_answer, bench_hostile, bench_refusal, bench_scale  # noqa: E402
 from eval.datasets import write_jsonl  # noqa: E402
 from eval.feedback import feedback_questions  # noqa: E402
 from eval.report import format_summary  # noqa: E402
@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     korquad.add_argument("--fresh", action="store_true", help="discard earlier results in the report folder")
     korquad.add_argument("--json", action="store_true", help="print only the metrics JSON on stdout")
     ingest = commands.add_parser("bench-ingest", help="ingest throughput vs raw embedding throughput (Wikinews CSV)")
+    ingest.add_argument(
+        "--workers",
+        type=_int_list,
+        default=[1],
+        metavar="K[,K…]",
+        help="ingest once per worker count, same run (`python -m ingest --workers K`; default 1)",
+    )
     ingest.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     retrieval = commands.add_parser("bench-retrieval", help="retrieval quality and latency on shared data")
     retrieval.add_argument(
@@ -62,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     answer.add_argument("--repeats", type=int, default=2, metavar="N", help="passes over the questions")
     answer.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+    _add_bench_scale(commands)
     refusal = commands.add_parser("bench-refusal", help="measure the refusal thresholds on in/out-of-index questions")
     refusal.add_argument("--per-side", type=int, default=100, metavar="N", help="questions with / without source")
     refusal.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
@@ -72,6 +80,49 @@ def build_parser() -> argparse.ArgumentParser:
     hostile.add_argument("--only", action="append", metavar="CASE", help="run only this case (repeatable)")
     hostile.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     return parser
+
+
+def _add_bench_scale(commands: Any) -> None:
+    scale = commands.add_parser(
+        "bench-scale",
+        help="embedded engines on synthetic 10k / 100k / 1M-chunk collections: writes, open, memory, latency",
+        description="Build synthetic collections (real Korean chunks resampled, random unit vectors) in each "
+        "embedded engine and report write throughput, time to open, memory and hybrid query latency. Each engine "
+        "and size runs in processes of its own; a run past the time or memory budget is stopped and reported.",
+    )
+    scale.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=[10_000, 100_000, 1_000_000],
+        help="chunks per collection (default %(default)s)",
+    )
+    scale.add_argument(
+        "--engines", type=_engine_list, default=["local", "edge"], help="comma-separated: local, edge (default both)"
+    )
+    scale.add_argument(
+        "--max-write-minutes", type=float, default=60.0, metavar="M", help="write budget per engine and size"
+    )
+    scale.add_argument("--max-memory-gb", type=float, default=16.0, metavar="G", help="resident memory cap per process")
+    scale.add_argument("--queries", type=int, default=200, metavar="N", help="questions timed per kind (default 200)")
+    scale.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive whole numbers separated by commas")
+    return values
+
+
+def _engine_list(text: str) -> list[str]:
+    engines = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [engine for engine in engines if engine not in ("local", "edge")]
+    if not engines or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: the engines are local and edge")
+    return engines
 
 
 def _add_run(commands: Any) -> None:
@@ -167,12 +218,34 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.command == "bench-hostile":
         result = bench_hostile.run(settings, size=args.size, only=args.only)
         return _print_bench(result, bench_hostile.format_result(result), args.json)
+    if args.command == "bench-scale":
+        return _bench_scale(args, settings, embedder)
     if args.command == "bench-ingest":
-        result = bench.bench_ingest(settings, embedder=embedder)
+        result = bench.bench_ingest(settings, embedder=embedder, workers=args.workers)
         return _print_bench(result, bench.format_ingest(result), args.json)
     parts = args.only or bench.RETRIEVAL_PARTS
     result = bench.bench_retrieval(settings, limit=args.limit, parts=parts, embedder=embedder)
     return _print_bench(result, bench.format_retrieval(result), args.json)
+
+
+def _bench_scale(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:
+
+    limits = bench_scale.RunLimits(
+        max_write_s=args.max_write_minutes * 60,
+        max_memory_bytes=int(args.max_memory_gb * 1024**3),
+        queries=args.queries,
+    )
+    result = bench_scale.bench_scale(
+        settings,
+        data_dir=bench.shared_data_dir(),
+        cache_dir=bench.bench_cache_dir(settings),
+        sizes=args.sizes,
+        engines=args.engines,
+        limits=limits,
+        embedder=embedder,
+        progress=lambda row: sys.stderr.write(f"bench-scale: {row.engine} {row.size:,} chunks done\n"),
+    )
+    return _print_bench(result, bench_scale.format_scale(result), args.json)
 
 
 def _run(args: argparse.Namespace, settings: Settings, embedder: Embedder | None) -> int:

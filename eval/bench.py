@@ -46,7 +46,7 @@ from eval.runner import (
 )
 from ingest.chunking import ChunkingPlan, chunk_article, embedding_text
 from ingest.loaders import LoadFailure, iter_documents, load_file
-from ingest.pipeline import build_ingestor
+from ingest.pipeline import IngestReport, build_ingestor
 from rag.config import Settings
 from rag.embed.base import Embedder
 from rag.embed.cpu import CpuSignature, cpu_signature
@@ -126,24 +126,20 @@ def bench_korquad(
 # --- bench-ingest ----------------------------------------------------------------------------------
 
 
-def bench_ingest(settings: Settings, *, embedder: Embedder | None = None) -> dict[str, Any]:
-    """End-to-end ingest (load, clean, chunk, embed, upsert) into a throwaway collection, then the raw model
-    on the very same chunk texts in one call: overhead = end-to-end / raw − 1."""
+def bench_ingest(
+    settings: Settings, *, embedder: Embedder | None = None, workers: Sequence[int] = (1,)
+) -> dict[str, Any]:
+    """End-to-end ingest (load, clean, chunk, embed, upsert) into a throwaway collection, once per worker count
+    (`python -m ingest --workers K`), then the raw model on the very same chunk texts in one call:
+    overhead = end-to-end / raw − 1 (of the first worker count)."""
     csv_path = shared_file(WIKINEWS)
     load_before = load_average()
     started = time.perf_counter()
     embedder = _load_embedder(settings, embedder)
     load_seconds = time.perf_counter() - started
     embedder.embed_documents(["warm-up"])  # first call initialises kernels; keep it out of both timings
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
-        own = settings.model_copy(update={"collection": "bench-ingest", "qdrant": local_store(settings, Path(folder))})
-        service = RagService(own, embedder=embedder)
-        try:
-            ingestor = build_ingestor(service)
-            with progress_bar(total=None, desc="ingest", unit="doc") as bar:
-                report = ingestor.ingest_paths([csv_path], progress=bar)
-        finally:
-            service.close()
+    runs = [_ingest_once(settings, embedder, csv_path, count) for count in workers]
+    report = runs[0]
     texts = _chunk_texts(csv_path, embedder, settings)
     logger.info("raw embedding of the same %d chunk texts", len(texts))
     started = time.perf_counter()
@@ -169,10 +165,32 @@ def bench_ingest(settings: Settings, *, embedder: Embedder | None = None) -> dic
         "raw_chunks_per_s": round(len(texts) / raw_seconds, 2),
         "pipeline_overhead": round(report.seconds / raw_seconds - 1, 3),
         "model_load_s": round(load_seconds, 2),
+        "by_workers": [
+            {
+                "workers": count,
+                "end_to_end_s": round(run.seconds, 2),
+                "articles_per_s": round(run.documents / run.seconds, 2),
+                "chunks_per_s": round(run.chunks / run.seconds, 2),
+                "embedding_in_pipeline_s": round(run.embedding_seconds, 2),
+            }
+            for count, run in zip(workers, runs, strict=True)
+        ],
         "batch_size": settings.models.embedding_batch_size,
         "cpu_cores": os.cpu_count(),
         "load_average": {"start": load_before, "end": load_average()},
     }
+
+
+def _ingest_once(settings: Settings, embedder: Embedder, csv_path: Path, workers: int) -> IngestReport:
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        own = settings.model_copy(update={"collection": "bench-ingest", "qdrant": local_store(settings, Path(folder))})
+        service = RagService(own, embedder=embedder)
+        try:
+            ingestor = build_ingestor(service)
+            with progress_bar(total=None, desc=f"ingest, {workers} worker(s)", unit="doc") as bar:
+                return ingestor.ingest_paths([csv_path], progress=bar, workers=workers)
+        finally:
+            service.close()
 
 
 def _chunk_texts(path: Path, embedder: Embedder, settings: Settings) -> list[str]:
@@ -199,7 +217,7 @@ def format_ingest(result: dict[str, Any]) -> str:
     rows = [[label, fmt(s, 1), fmt(a, 2) if a else "", fmt(c, 2)] for label, s, a, c in rows]
     table = format_table(["", "seconds", "articles/s", "chunks/s"], rows)
     cpu = CpuSignature.model_validate(result["cpu"])
-    return (
+    text = (
         f"{result['model']} through {result['engine']} on {cpu.describe()}\n"
         f"{result['articles']} articles ({result['failed']} failed) → {result['chunks']} chunks "
         f"(mean {result['mean_tokens_per_chunk']} model tokens), {result['cpu_cores']} cores, "
@@ -207,6 +225,16 @@ def format_ingest(result: dict[str, Any]) -> str:
         f"pipeline overhead = end-to-end / raw − 1 = {result['pipeline_overhead']:.3f}  "
         f"(model load {result['model_load_s']} s, not counted)\n"
     )
+    if len(result["by_workers"]) > 1:
+        rows = [
+            [run["workers"], fmt(run["end_to_end_s"], 1), fmt(run["articles_per_s"], 2), fmt(run["chunks_per_s"], 2)]
+            for run in result["by_workers"]
+        ]
+        text += "\n`--workers` in the same run:\n\n" + format_table(
+            ["workers", "seconds", "articles/s", "chunks/s"], rows
+        )
+        text += "\n"
+    return text
 
 
 # --- bench-retrieval -------------------------------------------------------------------------------

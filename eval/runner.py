@@ -158,6 +158,8 @@ def ingest_corpus(service: RagService, articles: Sequence[Article], *, label: st
         report.chunks,
         report.seconds,
     )
+    if report.chunks:
+        service.store.optimize()  # Qdrant Edge indexes only when told; questions come next
     return report
 
 

@@ -13,6 +13,12 @@ so a question asked during a long ingest waits for one turn, not for the ingest.
 
 Ids starting with UPLOAD_ID_PREFIX belong to files sent to the app (api/uploads.py): only that path writes
 them, and it writes no other id, so an upload can never replace or delete an article of the operator's corpus.
+
+Two ways to spread the work (`python -m ingest --shard I/N --workers K`):
+- a shard (ingest/sharding.py) keeps only its share of the articles, so N runs fill one collection;
+- workers: the per-article work before embedding (reading single-document files, chunking, keyword analysis)
+  runs in K processes while this one embeds and writes. Results come back in input order, so a run with
+  workers stores and reports exactly what a run without them does.
 """
 
 from __future__ import annotations
@@ -20,20 +26,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedding_text
-from ingest.loaders import CsvColumns, LoadFailure, iter_documents, too_long_reason
+from ingest.loaders import (
+    DEFAULT_MAX_DOCUMENT_CHARS,
+    MULTI_DOCUMENT_SUFFIXES,
+    CsvColumns,
+    LoadFailure,
+    discover_files,
+    load_file,
+    too_long_reason,
+)
+from ingest.sharding import WHOLE, Shard
 from rag.config import IngestSettings
-from rag.embed.base import Embedder, Matrix
+from rag.embed.base import Embedder, Matrix, PortableTokenCounting, TokenCounter
 from rag.errors import DiskFullError, InputError, RagError
 from rag.search.sparse import SOUND_KEYS_VERSION, SparseEncoder, SparseVector
 from rag.search.store import QdrantStore
@@ -44,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 EMBED_GROUP_CHUNKS = 256  # chunks gathered across articles before embedding: enough to sort by length well
 EMBED_TURN_CHUNKS = 64  # chunks embedded per turn: what a question asked meanwhile may wait for
+ARTICLES_PER_TASK = 16  # articles of a JSONL/CSV file sent to a worker at once: fewer, larger messages
+TASKS_IN_FLIGHT_PER_WORKER = 4  # enough queued to keep workers busy; bounded, so memory is too
 UPLOAD_ID_PREFIX = "upload:"
 
 Turn = AbstractContextManager[Any]
@@ -93,11 +114,91 @@ class IngestReport:
         self.embedding_seconds += other.embedding_seconds
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """The work on one article before embedding: its content hash and, unless it is unchanged or unusable, its
+    chunks and their keyword vectors."""
+
+    article: Article
+    content_hash: str = ""
+    chunks: list[Chunk] = field(default_factory=list)
+    sparse: list[SparseVector] = field(default_factory=list)
+    unchanged: bool = False
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class _OtherShards:
+    """Articles read that belong to other shards (counted for the progress bar only)."""
+
+    count: int
+
+
+_Result = Analysis | LoadFailure | _OtherShards
+_Task = Path | list[Article]  # a single-document file to load, or articles already loaded
+
+
+@dataclass
+class ArticleWork:
+    """Everything the per-article work needs; picklable, so worker processes get a copy."""
+
+    fingerprint: str
+    plan: ChunkingPlan
+    count_tokens: TokenCounter
+    known_hashes: Mapping[str, str]
+    shard: Shard = WHOLE
+    csv_columns: CsvColumns | None = None
+    max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS
+    max_chunks_per_document: int = IngestSettings.model_fields["max_chunks_per_document"].default
+    sparse: SparseEncoder | None = None  # made where the work runs: kiwi does not cross processes
+
+    def run(self, task: _Task) -> list[_Result]:
+        if isinstance(task, Path):
+            loaded = load_file(task, self.csv_columns, max_document_chars=self.max_document_chars)
+            return [self._loaded(item) for item in loaded]
+        return [self.analyse(article) for article in task]
+
+    def _loaded(self, item: Article | LoadFailure) -> _Result:
+        if isinstance(item, LoadFailure):
+            return item
+        return self.analyse(item) if self.shard.holds(item.id) else _OtherShards(1)
+
+    def analyse(self, article: Article) -> Analysis:
+        try:
+            return self._analyse(article)
+        except Exception as exc:  # one odd article (a bug of ours included) must not end the run
+            logger.warning("could not process %s", article.origin or article.id, exc_info=True)
+            return Analysis(article, failure=_unexpected(exc))
+
+    def _analyse(self, article: Article) -> Analysis:
+        if not any(ch.isalnum() for ch in article.text):
+            reason = "the text has no letters or digits (only symbols, punctuation or emoji); nothing to search"
+            return Analysis(article, failure=reason)
+        if len(article.text) > self.max_document_chars:  # loaders check it too; articles handed in directly
+            return Analysis(article, failure=too_long_reason(len(article.text), self.max_document_chars))
+        digest = content_hash(article, self.fingerprint)
+        if self.known_hashes.get(article.id) == digest:
+            return Analysis(article, digest, unchanged=True)
+        chunks = chunk_article(article, self.count_tokens, self.plan)
+        if not chunks:
+            return Analysis(article, digest, failure="no text left after cleaning")
+        if len(chunks) > self.max_chunks_per_document:
+            return Analysis(article, digest, failure=_too_many_chunks(len(chunks), self.max_chunks_per_document))
+        if self.sparse is None:
+            self.sparse = SparseEncoder()
+        sparse = self.sparse.encode_article([embedding_text(chunk) for chunk in chunks])
+        return Analysis(article, digest, chunks, sparse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "sparse": None}
+
+
 @dataclass
 class _Pending:
     article: Article
     content_hash: str
     chunks: list[Chunk]
+    sparse: list[SparseVector]
     is_update: bool
 
 
@@ -127,8 +228,12 @@ class Ingestor:
         sync: bool = False,
         csv_columns: CsvColumns | None = None,
         progress: Any = None,
+        shard: Shard = WHOLE,
+        workers: int = 1,
     ) -> IngestReport:
-        """Ingest files and folders; with `sync`, delete stored articles from these inputs that vanished.
+        """Ingest files and folders; with `sync`, delete stored articles from these inputs that vanished. With a
+        `shard`, only that share of the articles (and of the deletions); with `workers` > 1, the work before
+        embedding runs in that many processes.
 
         Raises InputError, before anything is written, when `sync` is asked for and a path is missing or
         cannot be read: its articles would all look vanished."""
@@ -136,11 +241,15 @@ class Ingestor:
             _check_sync_roots(paths)
         started = time.perf_counter()
         report = IngestReport()
-        known = self._known_articles()
-        documents = iter_documents(paths, csv_columns=csv_columns, max_document_chars=self.limits.max_document_chars)
-        seen = self._ingest_stream(documents, known, report, progress, uploads=False)
+        known = self._known(shard)
+        problems: list[LoadFailure] = []
+        work = self._work(known, shard, csv_columns)
+        tasks = _file_tasks(paths, csv_columns, shard, self.limits.max_document_chars)
+        results = _results(tasks, work, workers)
+        seen = self._ingest_stream(results, known, report, progress, shard, problems, uploads=False)
         if sync and report.stopped is None:
-            failed = [Path(_file_of(failure.path)).absolute() for failure in report.failed]
+            # a file that failed (to load, in any shard's share, or to be stored) keeps its stored articles
+            failed = [Path(_file_of(failure.path)).absolute() for failure in [*problems, *report.failed]]
             report.deleted = self._delete_vanished(paths, known, seen, failed)
         report.seconds = time.perf_counter() - started
         return report
@@ -157,38 +266,56 @@ class Ingestor:
         id may."""
         started = time.perf_counter()
         report = IngestReport()
-        self._ingest_stream(items, self._known_articles(), report, progress, uploads=uploads)
+        known = self._known(WHOLE)
+        tasks = (_Ready([item]) if isinstance(item, LoadFailure) else [item] for item in items)
+        results = _results(tasks, self._work(known, WHOLE, None), 1)
+        self._ingest_stream(results, known, report, progress, WHOLE, [], uploads=uploads)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _known_articles(self) -> dict[str, Any]:
+    def _known(self, shard: Shard) -> dict[str, Any]:
         with self.turn:
-            return {stored.article.id: stored for stored in self.store.iter_articles()}
+            stored_articles = list(self.store.iter_articles())
+        return {stored.article.id: stored for stored in stored_articles if shard.holds(stored.article.id)}
+
+    def _work(self, known: Mapping[str, Any], shard: Shard, csv_columns: CsvColumns | None) -> ArticleWork:
+        return ArticleWork(
+            fingerprint=self.fingerprint,
+            plan=self.plan,
+            count_tokens=self.embedder.count_tokens,
+            known_hashes={article_id: stored.content_hash for article_id, stored in known.items()},
+            shard=shard,
+            csv_columns=csv_columns,
+            max_document_chars=self.limits.max_document_chars,
+            max_chunks_per_document=self.limits.max_chunks_per_document,
+            sparse=self.sparse,
+        )
 
     def _ingest_stream(
         self,
-        items: Iterable[Article | LoadFailure],
+        results: Iterable[_Result],
         known: dict[str, Any],
         report: IngestReport,
         progress: Any,
+        shard: Shard,
+        problems: list[LoadFailure],
         *,
         uploads: bool,
     ) -> set[str]:
         seen: set[str] = set()
         pending: list[_Pending] = []
         try:
-            for item in items:
+            for result in results:
                 if progress is not None:
-                    progress.update(1)
-                if isinstance(item, LoadFailure):
-                    report.failed.append(item)
+                    progress.update(result.count if isinstance(result, _OtherShards) else 1)
+                if isinstance(result, _OtherShards):
                     continue
-                try:
-                    entry = self._plan_article(item, known, seen, report, uploads=uploads)
-                except Exception as exc:  # one odd article (a bug of ours included) must not end the run
-                    logger.warning("could not process %s", item.origin or item.id, exc_info=True)
-                    report.failed.append(LoadFailure(item.origin or item.id, _unexpected(exc)))
+                if isinstance(result, LoadFailure):
+                    problems.append(result)
+                    if shard.holds(result.path):
+                        report.failed.append(result)
                     continue
+                entry = self._plan_article(result, known, seen, report, uploads=uploads)
                 if entry is None:
                     continue
                 pending.append(entry)
@@ -202,8 +329,9 @@ class Ingestor:
         return seen
 
     def _plan_article(
-        self, article: Article, known: dict[str, Any], seen: set[str], report: IngestReport, *, uploads: bool
+        self, analysis: Analysis, known: dict[str, Any], seen: set[str], report: IngestReport, *, uploads: bool
     ) -> _Pending | None:
+        article = analysis.article
         where = article.origin or article.id
         if article.id.startswith(UPLOAD_ID_PREFIX) != uploads:
             report.failed.append(LoadFailure(where, _namespace_reason(article.id, uploads)))
@@ -214,38 +342,22 @@ class Ingestor:
             )
             return None
         seen.add(article.id)
-        if not any(ch.isalnum() for ch in article.text):
-            reason = "the text has no letters or digits (only symbols, punctuation or emoji); nothing to search"
-            report.failed.append(LoadFailure(path=where, reason=reason))
+        if analysis.failure is not None:
+            report.failed.append(LoadFailure(path=where, reason=analysis.failure))
             return None
-        if len(article.text) > self.limits.max_document_chars:  # loaders check it too; articles handed in directly
-            report.failed.append(LoadFailure(where, too_long_reason(len(article.text), self.limits.max_document_chars)))
-            return None
-        content_hash = self.content_hash(article)
-        stored = known.get(article.id)
-        if stored is not None and stored.content_hash == content_hash:
+        if analysis.unchanged:
             report.unchanged += 1
             return None
-        chunks = chunk_article(article, self.embedder.count_tokens, self.plan)
-        if not chunks:
-            report.failed.append(LoadFailure(path=where, reason="no text left after cleaning"))
-            return None
-        if len(chunks) > self.limits.max_chunks_per_document:
-            report.failed.append(LoadFailure(where, self._too_many_chunks(len(chunks))))
-            return None
-        return _Pending(_with_absolute_origin(article), content_hash, chunks, is_update=stored is not None)
-
-    def _too_many_chunks(self, count: int) -> str:
-        return (
-            f"is cut into {count:,} chunks, over the limit of {self.limits.max_chunks_per_document:,}; split it "
-            "into smaller documents, or raise RAG_INGEST_MAX_CHUNKS_PER_DOCUMENT"
+        return _Pending(
+            _with_absolute_origin(article),
+            analysis.content_hash,
+            analysis.chunks,
+            analysis.sparse,
+            is_update=article.id in known,
         )
 
     def content_hash(self, article: Article) -> str:
-        material = json.dumps(
-            [self.fingerprint, article.model_dump(mode="json", exclude={"origin"})], ensure_ascii=False, sort_keys=True
-        )
-        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+        return content_hash(article, self.fingerprint)
 
     def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
         """Embed the group's chunks together, then store article by article. DiskFullError ends the run."""
@@ -290,12 +402,11 @@ class Ingestor:
                 report.added += 1
 
     def _vectors(self, pending: list[_Pending], report: IngestReport) -> tuple[Matrix, list[SparseVector]]:
-        per_article = [[embedding_text(chunk) for chunk in entry.chunks] for entry in pending]
-        texts = [text for article_texts in per_article for text in article_texts]
+        texts = [embedding_text(chunk) for entry in pending for chunk in entry.chunks]
         started = time.perf_counter()
         dense = self._embed_in_turns(texts)
         report.embedding_seconds += time.perf_counter() - started
-        return dense, [vector for article_texts in per_article for vector in self.sparse.encode_article(article_texts)]
+        return dense, [vector for entry in pending for vector in entry.sparse]
 
     def _embed_in_turns(self, texts: list[str]) -> Matrix:
         """Embed in slices of EMBED_TURN_CHUNKS, each in a turn of its own. The texts are sorted by length
@@ -360,6 +471,140 @@ def _namespace_reason(article_id: str, uploads: bool) -> str:
         f"id '{article_id}' starts with '{UPLOAD_ID_PREFIX}', which is kept for files sent to POST /v1/ingest; "
         "give this document another id"
     )
+
+
+def _too_many_chunks(count: int, limit: int) -> str:
+    return (
+        f"is cut into {count:,} chunks, over the limit of {limit:,}; split it into smaller documents, or raise "
+        "RAG_INGEST_MAX_CHUNKS_PER_DOCUMENT"
+    )
+
+
+def content_hash(article: Article, fingerprint: str) -> str:
+    material = json.dumps(
+        [fingerprint, article.model_dump(mode="json", exclude={"origin"})], ensure_ascii=False, sort_keys=True
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+# ---- the work before embedding, in order, here or in worker processes --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """Results known without any work (problems found while reading), kept in their place in the order."""
+
+    results: list[_Result]
+
+
+_Item = _Task | _Ready
+
+
+def _file_tasks(
+    paths: Sequence[Path], csv_columns: CsvColumns | None, shard: Shard, max_document_chars: int
+) -> Iterator[_Item]:
+    """In input order: problems found while listing, single-document files (loaded where the work runs), and
+    the articles of JSONL/CSV files in small groups (read here: one file cannot be split between workers)."""
+    files, problems = discover_files(paths)
+    if problems:
+        yield _Ready(list(problems))
+    for file in files:
+        if file.suffix.lower() not in MULTI_DOCUMENT_SUFFIXES:
+            yield file
+            continue
+        group: list[Article] = []
+        elsewhere = 0
+        for item in load_file(file, csv_columns, max_document_chars=max_document_chars):
+            if isinstance(item, LoadFailure):
+                if group:
+                    yield group
+                    group = []
+                yield _Ready([item])
+            elif shard.holds(item.id):
+                group.append(item)
+                if len(group) >= ARTICLES_PER_TASK:
+                    yield group
+                    group = []
+            else:
+                elsewhere += 1
+        if group:
+            yield group
+        if elsewhere:
+            yield _Ready([_OtherShards(elsewhere)])
+
+
+def _results(items: Iterable[_Item], work: ArticleWork, workers: int) -> Iterator[_Result]:
+    """Every item's results, in item order; with `workers` > 1 the tasks run in that many processes, at most
+    TASKS_IN_FLIGHT_PER_WORKER each queued ahead."""
+    if workers > 1:
+        counter = _portable(work.count_tokens)
+        if counter is None:
+            logger.warning("the embedding model cannot count tokens in other processes; ingesting with one process")
+        else:
+            yield from _results_in_processes(items, replace(work, count_tokens=counter, sparse=None), workers)
+            return
+    for item in items:
+        yield from _run_here(item, work)
+
+
+def _run_here(item: _Item, work: ArticleWork) -> list[_Result]:
+    return item.results if isinstance(item, _Ready) else work.run(item)
+
+
+def _results_in_processes(items: Iterable[_Item], work: ArticleWork, workers: int) -> Iterator[_Result]:
+    # spawn, not fork: a forked copy of this process would inherit kiwi's and the embedding model's threads
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(work,),
+    )
+    window: deque[tuple[_Item, Future[list[_Result]] | None]] = deque()
+    broken = False
+    try:
+        for item in items:
+            submitted = None if isinstance(item, _Ready) or broken else pool.submit(_run_in_worker, item)
+            window.append((item, submitted))
+            while len(window) > workers * TASKS_IN_FLIGHT_PER_WORKER:
+                results, broken = _collect(*window.popleft(), work, broken)
+                yield from results
+        while window:
+            results, broken = _collect(*window.popleft(), work, broken)
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(
+    item: _Item, submitted: Future[list[_Result]] | None, work: ArticleWork, broken: bool
+) -> tuple[list[_Result], bool]:
+    if submitted is None:
+        return _run_here(item, work), broken
+    try:
+        return submitted.result(), broken
+    except BrokenProcessPool:
+        # a worker died (out of memory, a crashing parser): the rest runs here, as a run without workers would
+        logger.warning("a worker process stopped unexpectedly; going on in this process")
+        return _run_here(item, work), True
+
+
+def _portable(count_tokens: TokenCounter) -> TokenCounter | None:
+    """The embedder's token counter in a form worker processes can receive, if it has one."""
+    owner = getattr(count_tokens, "__self__", None)
+    return owner.token_counter() if isinstance(owner, PortableTokenCounting) else None
+
+
+_WORKER_WORK: ArticleWork | None = None
+
+
+def _start_worker(work: ArticleWork) -> None:
+    global _WORKER_WORK
+    _WORKER_WORK = work
+
+
+def _run_in_worker(task: _Task) -> list[_Result]:
+    assert _WORKER_WORK is not None, "worker started without its work"
+    return _WORKER_WORK.run(task)
 
 
 def _with_absolute_origin(article: Article) -> Article:

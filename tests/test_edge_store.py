@@ -28,7 +28,7 @@ from ingest.loaders import iter_documents
 from ingest.pipeline import build_ingestor
 from rag.config import QdrantSettings, Settings
 from rag.embed.fake import FakeEmbedder
-from rag.errors import StoreLockedError
+from rag.errors import CollectionNotFoundError, StoreLockedError
 from rag.search.store import QdrantStore
 from rag.service import RagService
 from rag.types import Article, SearchFilters
@@ -145,6 +145,23 @@ def test_edge_ranks_as_the_qdrant_oracle(stores: dict[str, Settings]) -> None:
     _assert_same(_rankings(stores["edge"]), _rankings(stores["local"]))
 
 
+def test_keyword_coverage_of_edge_matches_the_exact_count(stores: dict[str, Settings]) -> None:
+    """The share of a question's words that one chunk holds: counted exactly by local mode's in-process index,
+    found among the best keyword matches by Edge (and a server)."""
+    coverage = {}
+    for engine, settings in stores.items():
+        service = RagService(settings, embedder=FakeEmbedder())
+        try:
+            coverage[engine] = [
+                service.store.keyword_coverage(service.sparse.word_term_ids(query))
+                for query in [*QUERIES, "the Committee decided", "rate of inflation and employment", "철도 안전"]
+            ]
+        finally:
+            service.close()
+    assert coverage["edge"] == coverage["local"]
+    assert any(0 < value < 1 for value in coverage["local"] if value is not None)
+
+
 def test_edge_filters_match_the_oracle(stores: dict[str, Settings]) -> None:
     for filters in _filters(_news_slice()):
         _assert_same(_rankings(stores["edge"], filters), _rankings(stores["local"], filters))
@@ -211,8 +228,8 @@ LOCK_PROBE = textwrap.dedent(
     import sys
     from pathlib import Path
     from rag.config import QdrantSettings
-    from rag.errors import StoreLockedError
-    from rag.store import QdrantStore
+    from rag.errors import CollectionNotFoundError, StoreLockedError
+    from rag.search.store import QdrantStore
     try:
         QdrantStore(QdrantSettings(path=Path(sys.argv[1]), engine="edge"), "news")
         print("opened")
@@ -230,7 +247,7 @@ ACKNOWLEDGING_WRITER = textwrap.dedent(
     from pathlib import Path
     from ingest.pipeline import build_ingestor
     from rag.config import QdrantSettings, Settings
-    from rag.embeddings import FakeEmbedder
+    from rag.embed.fake import FakeEmbedder
     from rag.service import RagService
     from rag.types import Article
 
@@ -382,3 +399,15 @@ def test_dates_filter_the_same_in_both_engines(tmp_path: Path) -> None:
         finally:
             service.close()
     assert found["edge"] == found["local"] == {"d2", "d3", "d4"}
+
+
+def test_a_collection_of_the_other_engine_is_named_when_this_one_has_none(tmp_path: Path) -> None:
+    local = _engine_settings(tmp_path, "local")
+    _ingest(local, [Article(id="a", title="철도", text="국토교통부는 철도 안전 대책을 발표했다.")])
+    edge = _engine_settings(tmp_path, "edge")
+    service = RagService(edge, embedder=FakeEmbedder())
+    try:
+        with pytest.raises(CollectionNotFoundError, match="RAG_QDRANT_ENGINE=local"):
+            service.search("철도")
+    finally:
+        service.close()

@@ -2,7 +2,14 @@
 loader for each suffix (registry.py). The names the CLI, the pipeline and eval use are
 re-exported here."""
 
-from ingest.loaders.base import DEFAULT_MAX_DOCUMENT_CHARS, SUPPORTED_SUFFIXES, CsvColumns, LoadFailure, too_long_reason
+from ingest.loaders.base import (
+    DEFAULT_MAX_DOCUMENT_CHARS,
+    MULTI_DOCUMENT_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    CsvColumns,
+    LoadFailure,
+    too_long_reason,
+)
 from ingest.loaders.decoding import decode_bytes, detect_encoding
 from ingest.loaders.discovery import discover_files, estimate_documents
 from ingest.loaders.jsonl_files import article_from_record
@@ -11,6 +18,7 @@ from ingest.loaders.registry import MAX_FILE_BYTES, iter_documents, load_file
 __all__ = [
     "DEFAULT_MAX_DOCUMENT_CHARS",
     "MAX_FILE_BYTES",
+    "MULTI_DOCUMENT_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "CsvColumns",
     "LoadFailure",

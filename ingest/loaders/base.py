@@ -13,7 +13,8 @@ from rag.types import Article
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
-SUPPORTED_SUFFIXES: frozenset[str] = TEXT_SUFFIXES | HTML_SUFFIXES | {".jsonl", ".csv", ".pdf"}
+MULTI_DOCUMENT_SUFFIXES = frozenset({".jsonl", ".csv"})  # one article per line or row; every other file is one
+SUPPORTED_SUFFIXES: frozenset[str] = TEXT_SUFFIXES | HTML_SUFFIXES | MULTI_DOCUMENT_SUFFIXES | {".pdf"}
 MAX_TITLE_CHARS = 300
 # RAG_INGEST_MAX_DOCUMENT_CHARS's default, for callers that pass none (the pipeline passes the setting)
 DEFAULT_MAX_DOCUMENT_CHARS: int = IngestSettings.model_fields["max_document_chars"].default

@@ -7,7 +7,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ingest.loaders.base import SUPPORTED_SUFFIXES, LoadFailure, suffix_list, unsupported_reason
+from ingest.loaders.base import (
+    MULTI_DOCUMENT_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    LoadFailure,
+    suffix_list,
+    unsupported_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ def estimate_documents(files: Sequence[Path]) -> int:
     total = 0
     for file in files:
         suffix = file.suffix.lower()
-        if suffix not in (".jsonl", ".csv"):
+        if suffix not in MULTI_DOCUMENT_SUFFIXES:
             total += 1
             continue
         try:

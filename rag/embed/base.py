@@ -8,11 +8,13 @@ rag/embed/onnx_embedder.py, rag/embed/fake.py; rag/embed/factory.py picks one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from rag.embed.folder import load_tokenizer
 
 Matrix = np.ndarray
 SMALL_CALL_TEXTS = 8  # calls this small (questions, a few sentences) run on `query_threads`
@@ -38,6 +40,41 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for `text` as a passage, prefix and special tokens included."""
         ...
+
+
+TokenCounter = Callable[[str], int]
+
+
+@runtime_checkable
+class PortableTokenCounting(Protocol):
+    """An embedder that can hand its `count_tokens` to other processes (ingest's chunking workers)."""
+
+    def token_counter(self) -> TokenCounter | None:
+        """`count_tokens` as a small picklable function; None when it cannot leave this process."""
+        ...
+
+
+class TokenizerFileCounter:
+    """Counts a passage's tokens with a model folder's tokenizer.json, prefix and special tokens included, as
+    the model's own tokenizer does: picklable (the tokenizer loads on first use), so worker processes count
+    without loading the model."""
+
+    def __init__(self, model_folder: Path, prefix: str) -> None:
+        self.model_folder = model_folder
+        self.prefix = prefix
+        self._tokenizer: Any = None
+
+    def __call__(self, text: str) -> int:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model_folder)  # untruncated: counts are for chunk budgets
+        return len(self._tokenizer.encode(self.prefix + text).ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model_folder": self.model_folder, "prefix": self.prefix, "_tokenizer": None}
+
+
+def folder_token_counter(folder: Path, prefix: str) -> TokenCounter | None:
+    return TokenizerFileCounter(folder, prefix) if (folder / "tokenizer.json").is_file() else None
 
 
 def prompt_prefixes(

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from rag.embed.base import Matrix
+from rag.embed.base import Matrix, TokenCounter
 
 
 class FakeEmbedder:
@@ -38,6 +38,9 @@ class FakeEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return len(re.findall(r"\w+|[^\w\s]", text)) + 2
+
+    def token_counter(self) -> TokenCounter | None:
+        return self.count_tokens
 
     def _vector(self, text: str) -> np.ndarray:
         vector = np.zeros(self.dimension, dtype=np.float32)

@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from rag.embed.base import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
+from rag.embed.base import (
+    SMALL_CALL_TEXTS,
+    Matrix,
+    PrefixedEmbedder,
+    TokenCounter,
+    folder_token_counter,
+    model_identity,
+    prompt_prefixes,
+)
 from rag.embed.engine_record import ONNX_FP32, ONNX_INT8
 from rag.embed.folder import load_tokenizer, read_max_tokens, read_prompts
 from rag.errors import ModelProvisioningError
@@ -157,6 +165,9 @@ class OnnxEmbedder(PrefixedEmbedder):
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(self.passage_prefix + text).ids)
+
+    def token_counter(self) -> TokenCounter | None:
+        return folder_token_counter(self._folder, self.passage_prefix)
 
     def _encode(self, texts: list[str]) -> Matrix:
         if not texts:

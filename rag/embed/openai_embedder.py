@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from rag.embed.base import Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
+from rag.embed.base import (
+    Matrix,
+    PrefixedEmbedder,
+    TokenCounter,
+    folder_token_counter,
+    model_identity,
+    prompt_prefixes,
+)
 from rag.embed.folder import load_tokenizer, read_dimension, read_max_tokens, read_prompts
 from rag.errors import ConfigurationError, EmbeddingServerError, ModelProvisioningError
 
@@ -66,6 +73,7 @@ class OpenAIEmbedder(PrefixedEmbedder):
             )
         self.query_prefix, self.passage_prefix = prompt_prefixes(read_prompts(folder), query_prefix, passage_prefix)
         self.max_tokens = read_max_tokens(folder)
+        self._folder = folder
         self._tokenizer = load_tokenizer(folder)  # untruncated: counts are for chunk budgets
         dimension = read_dimension(folder)
         if dimension is None:
@@ -87,6 +95,9 @@ class OpenAIEmbedder(PrefixedEmbedder):
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(self.passage_prefix + text).ids)
+
+    def token_counter(self) -> TokenCounter | None:
+        return folder_token_counter(self._folder, self.passage_prefix)
 
     def _encode(self, texts: list[str]) -> Matrix:
         if not texts:

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.embed.base import SMALL_CALL_TEXTS, Matrix, PrefixedEmbedder, model_identity, prompt_prefixes
+from rag.embed.base import (
+    SMALL_CALL_TEXTS,
+    Matrix,
+    PrefixedEmbedder,
+    TokenCounter,
+    folder_token_counter,
+    model_identity,
+    prompt_prefixes,
+)
 from rag.errors import ModelProvisioningError
 
 if TYPE_CHECKING:
@@ -43,6 +51,7 @@ class SentenceTransformerEmbedder(PrefixedEmbedder):
         query_threads: int | None = 1,
     ) -> None:
         self.model_id = str(model_path)
+        self._folder = Path(model_path)
         self.query_threads = query_threads
         self.batch_size = batch_size
         self._model = _load_sentence_transformer(model_path, threads)
@@ -55,6 +64,9 @@ class SentenceTransformerEmbedder(PrefixedEmbedder):
     def count_tokens(self, text: str) -> int:
         tokenizer = self._model.tokenizer
         return len(tokenizer(self.passage_prefix + text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def token_counter(self) -> TokenCounter | None:
+        return folder_token_counter(self._folder, self.passage_prefix)
 
     def _encode(self, texts: list[str]) -> Matrix:
         if not texts:

@@ -1,5 +1,5 @@
 """Qdrant Edge (`qdrant-edge-py`, Qdrant's own Rust engine in process) behind the qdrant-client calls the store
-makes, so rag/store.py stays one store front over three engines: a server, qdrant-client's local mode, and Edge.
+makes, so rag/search/store.py stays one store front over three engines: a server, qdrant-client's local mode, and Edge.
 
 Why an adapter and not a second store: the store's rules (the article record written last as a commit marker,
 DBSF weights as repeated prefetches, the collection fingerprint) must be the same on every engine. Edge has its
@@ -120,7 +120,7 @@ class QueryResult:
 
 
 class EdgeClient:
-    """The qdrant-client calls rag/store.py makes, against Edge shards in `folder`."""
+    """The qdrant-client calls rag/search/store.py makes, against Edge shards in `folder`."""
 
     def __init__(self, folder: Path, tuning: EdgeTuning | None = None) -> None:
         self.folder = folder

@@ -75,6 +75,7 @@ ARTICLES_SUFFIX = "__articles"
 RRF_K = 60
 SCROLL_BATCH = 1024
 MAX_SOURCES = 1000  # distinct sources listed for the chat page's filter
+COVERAGE_CANDIDATES = 100  # keyword matches checked for the share of a question's words one chunk holds
 
 FusionMethod = Literal["dbsf", "rrf"]
 
@@ -180,10 +181,28 @@ class QdrantStore:
         return str(value) if value is not None else None
 
     def require_collection(self) -> None:
-        if not self.exists():
+        if self.exists():
+            return
+        other = self._other_engine_holding_it()
+        if other:
             raise CollectionNotFoundError(
-                f"collection '{self.collection}' does not exist yet; ingest documents first (`python -m ingest data/`)"
+                f"collection '{self.collection}' is not in the {self.settings.engine} engine's store, but the "
+                f"{other} engine's store in {self.settings.path} holds one of that name: set RAG_QDRANT_ENGINE="
+                f"{other}, or ingest into this engine (`python -m ingest data/`; docs/scaling.md, moving a collection)"
             )
+        raise CollectionNotFoundError(
+            f"collection '{self.collection}' does not exist yet; ingest documents first (`python -m ingest data/`)"
+        )
+
+    def _other_engine_holding_it(self) -> str | None:
+        """The other embedded engine, when its files for this collection are in the folder (a changed setting)."""
+        if self.settings.url:
+            return None
+        if self.settings.engine == "edge":
+            local_files = self.settings.path / "collection" / self.collection  # qdrant-client local mode's layout
+            return "local" if local_files.is_dir() else None
+        edge_files = self.settings.path / EDGE_FOLDER / (self.collection + ".json")
+        return "edge" if edge_files.is_file() else None
 
     def drop(self) -> None:
         self._index = None
@@ -425,11 +444,35 @@ class QdrantStore:
         return self._search_single(query, SPARSE, limit, filters, None)
 
     def keyword_coverage(self, term_ids: Sequence[int]) -> float | None:
-        """Largest share of the distinct terms that one chunk holds; None when unknown (no terms, or a Qdrant
-        server, which does not expose its vocabulary)."""
-        if not self._in_process or not term_ids:
+        """Largest share of the distinct terms that one chunk holds; None when there are no terms."""
+        if not term_ids:
             return None
-        return self._local_index().term_coverage(term_ids)
+        if self._in_process:
+            return self._local_index().term_coverage(term_ids)
+        return self._coverage_among_matches(term_ids)
+
+    def _coverage_among_matches(self, term_ids: Sequence[int]) -> float:
+        """The engine keeps its vocabulary to itself, so the chunks holding most of the terms are looked for
+        among the best keyword matches of the terms themselves: a chunk holding more of them scores higher
+        unless the others are much rarer, so the COVERAGE_CANDIDATES best are enough in practice (the parity
+        tests compare it with the exact count of the in-process index)."""
+        m = self._m
+        terms = sorted({int(t) for t in term_ids})
+        response = self._client.query_points(
+            self.collection,
+            query=m.SparseVector(indices=terms, values=[1.0] * len(terms)),
+            using=SPARSE,
+            limit=COVERAGE_CANDIDATES,
+            with_payload=False,
+            with_vectors=[SPARSE],
+        )
+        wanted = set(terms)
+        held = [
+            len(wanted.intersection(point.vector[SPARSE].indices))
+            for point in response.points
+            if isinstance(point.vector, dict) and SPARSE in point.vector
+        ]
+        return max(held, default=0) / len(terms)
 
     def warm_up(self) -> None:
         """Build what the first search would otherwise build: local mode's in-process index; Edge's indexes over
