@@ -97,7 +97,10 @@ def _add_bench_scale(commands: Any) -> None:
         help="chunks per collection (default %(default)s)",
     )
     scale.add_argument(
-        "--engines", type=_engine_list, default=["local", "edge"], help="comma-separated: local, edge (default both)"
+        "--engines",
+        type=_engine_list,
+        default=["local", "edge"],
+        help="comma-separated: local, edge, edge-int8 (Edge with int8 vectors); default local,edge",
     )
     scale.add_argument(
         "--max-write-minutes", type=float, default=60.0, metavar="M", help="write budget per engine and size"
@@ -119,9 +122,9 @@ def _int_list(text: str) -> list[int]:
 
 def _engine_list(text: str) -> list[str]:
     engines = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [engine for engine in engines if engine not in ("local", "edge")]
+    unknown = [engine for engine in engines if engine not in ("local", "edge", "edge-int8")]
     if not engines or unknown:
-        raise argparse.ArgumentTypeError(f"{text!r}: the engines are local and edge")
+        raise argparse.ArgumentTypeError(f"{text!r}: the engines are local, edge and edge-int8")
     return engines
 
 

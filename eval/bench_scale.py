@@ -58,7 +58,7 @@ from rag.types import Article, Chunk, SearchFilters, Span
 logger = logging.getLogger(__name__)
 
 SIZES = (10_000, 100_000, 1_000_000)
-ENGINES = ("local", "edge")
+ENGINES = ("local", "edge")  # and "edge-int8": Edge with RAG_QDRANT_EDGE_QUANTIZATION=int8
 POOL_SOURCES = ("ko_wikinews_boddari/wikinews.csv", "korea_kr_press_releases_2026_07/press_releases.jsonl")
 KORQUAD = "korquad_v1_dev/KorQuAD_v1.0_dev.json"
 COLLECTION = "scale"
@@ -242,6 +242,9 @@ class PhaseJob:
 
 
 def _store_settings(engine: str, folder: str) -> QdrantSettings:
+    """`edge-int8` is Edge with RAG_QDRANT_EDGE_QUANTIZATION=int8."""
+    if engine == "edge-int8":
+        return QdrantSettings(path=Path(folder), engine="edge", edge_quantization="int8")
     return QdrantSettings(path=Path(folder), engine=engine)
 
 
@@ -482,10 +485,10 @@ def format_scale(result: dict[str, Any]) -> str:
         )
         if row["stopped"]:
             notes.append(f"- {row['engine']} at {row['size']:,}: stopped ({row['stopped']})")
-        if row["longest_wait_while_optimizing_s"] is not None and row["engine"] == "edge":
+        if row["longest_wait_while_optimizing_s"] is not None and row["engine"].startswith("edge"):
             notes.append(
-                f"- edge at {row['size']:,}: optimising took {row['optimize_s']:.1f} s; a question asked meanwhile "
-                f"waited up to {row['longest_wait_while_optimizing_s']:.1f} s"
+                f"- {row['engine']} at {row['size']:,}: optimising took {row['optimize_s']:.1f} s; a question "
+                f"asked meanwhile waited up to {row['longest_wait_while_optimizing_s']:.1f} s"
             )
     headers = [
         "engine",

@@ -92,6 +92,21 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Settings]:
     return out
 
 
+def test_edge_with_int8_vectors_ranks_as_the_oracle(stores: dict[str, Settings], tmp_path: Path) -> None:
+    """Quantised copies find the candidates, the originals rescore them: the same rankings and exact scores,
+    once optimising has built the quantised segments."""
+    settings = _engine_settings(tmp_path, "edge")
+    settings.qdrant = settings.qdrant.model_copy(update={"edge_quantization": "int8"})
+    _ingest(settings, _news_slice())
+    store = QdrantStore(settings.qdrant, settings.collection)
+    try:
+        store.optimize()
+    finally:
+        store.close()
+    assert _indexed_share(settings) == 1.0
+    _assert_same(_rankings(settings), _rankings(stores["local"]))
+
+
 def _rankings(settings: Settings, filters: SearchFilters | None = None) -> list[Ranking]:
     service = RagService(settings, embedder=FakeEmbedder())
     # local mode through Qdrant's own query API: the oracle; Edge answers every query in its engine anyway

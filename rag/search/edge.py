@@ -129,7 +129,7 @@ class EdgeClient:
         self._lock_file = _hold_folder_lock(folder / LOCK_FILE)
         self._shards: dict[str, edge.EdgeShard] = {}
         self._shards_lock = threading.Lock()
-        self._last_flush = time.monotonic()
+        self._last_flush: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -212,10 +212,11 @@ class EdgeClient:
         shard = self._shard(name)
         shard.update(operation)
         now = time.monotonic()
-        if now - self._last_flush >= FLUSH_INTERVAL_S:
-            # bounds the write-ahead log replayed at the next open; durability does not depend on it
+        if now - self._last_flush.setdefault(name, now) >= FLUSH_INTERVAL_S:
+            # bounds the write-ahead log replayed at the next open; durability against a killed process does
+            # not depend on it (the log has every acknowledged write), against a power cut it does
             shard.flush()
-            self._last_flush = now
+            self._last_flush[name] = now
 
     # ---- reads -----------------------------------------------------------------------------------
 
@@ -261,12 +262,28 @@ class EdgeClient:
         request = edge.QueryRequest(
             limit=limit,
             query=_edge_query(query, using),
-            prefetches=[_edge_prefetch(p) for p in prefetch] if prefetch else None,
+            prefetches=[self._edge_prefetch(p) for p in prefetch] if prefetch else None,
             filter=_edge_filter(query_filter),
             with_payload=_edge_with_payload(with_payload),
             with_vector=_edge_with_vectors(with_vectors),
+            params=self._search_params(query),
         )
         return QueryResult(points=[_point(scored) for scored in self._shard(name).query(request)])
+
+    def _edge_prefetch(self, prefetch: models.Prefetch) -> edge.Prefetch:
+        return edge.Prefetch(
+            limit=prefetch.limit or 10,
+            query=_edge_query(prefetch.query, prefetch.using),
+            filter=_edge_filter(prefetch.filter),
+            params=self._search_params(prefetch.query),
+        )
+
+    def _search_params(self, query: Any) -> edge.SearchParams | None:
+        """With int8 vectors, dense candidates are found on the quantised copies (twice as many as asked for)
+        and rescored on the originals, so the scores are exact cosines."""
+        if self.tuning.quantization != "int8" or not isinstance(query, list):
+            return None
+        return edge.SearchParams(quantization=edge.QuantizationSearchParams(rescore=True, oversampling=2.0))
 
     # ---- shards ----------------------------------------------------------------------------------
 
@@ -323,14 +340,6 @@ def _edge_query(query: Any, using: str | None) -> Any:
     if isinstance(query, m.SparseVector):
         return edge.Query.Nearest(edge.SparseVector(list(query.indices), list(query.values)), using=using)
     return edge.Query.Nearest(list(query), using=using)
-
-
-def _edge_prefetch(prefetch: models.Prefetch) -> edge.Prefetch:
-    return edge.Prefetch(
-        limit=prefetch.limit or 10,
-        query=_edge_query(prefetch.query, prefetch.using),
-        filter=_edge_filter(prefetch.filter),
-    )
 
 
 def _edge_filter(query_filter: models.Filter | None) -> edge.Filter | None:
