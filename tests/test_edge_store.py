@@ -177,6 +177,18 @@ def test_keyword_coverage_of_edge_matches_the_exact_count(stores: dict[str, Sett
     assert any(0 < value < 1 for value in coverage["local"] if value is not None)
 
 
+def test_edge_lists_the_same_sources(stores: dict[str, Settings]) -> None:
+    """The chat page's source filter: local mode reads them from its index, Edge answers a facet count."""
+    listed = {}
+    for engine, settings in stores.items():
+        store = QdrantStore(settings.qdrant, settings.collection)
+        try:
+            listed[engine] = store.sources()
+        finally:
+            store.close()
+    assert listed["edge"] == listed["local"] != []
+
+
 def test_edge_filters_match_the_oracle(stores: dict[str, Settings]) -> None:
     for filters in _filters(_news_slice()):
         _assert_same(_rankings(stores["edge"], filters), _rankings(stores["local"], filters))
