@@ -11,7 +11,9 @@ limit_native_threads()
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -246,7 +248,10 @@ def _bench_scale(args: argparse.Namespace, settings: Settings, embedder: Embedde
         engines=args.engines,
         limits=limits,
         embedder=embedder,
-        progress=lambda row: sys.stderr.write(f"bench-scale: {row.engine} {row.size:,} chunks done\n"),
+        # each row as it is measured: a long run stopped half-way still leaves its figures in the log
+        progress=lambda row: sys.stderr.write(
+            f"bench-scale row: {json.dumps(asdict(row) | {'write_rate': row.write_rate})}\n"
+        ),
     )
     return _print_bench(result, bench_scale.format_scale(result), args.json)
 

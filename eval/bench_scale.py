@@ -107,6 +107,8 @@ class ScaleRow:
     hybrid_ms: dict[str, float] = field(default_factory=dict)
     date_filtered_ms: dict[str, float] = field(default_factory=dict)
     stopped: str | None = None
+    # 1-minute load average of the machine when the run started and ended: other work inflates the timings
+    load: list[float | None] = field(default_factory=list)
 
     @property
     def write_rate(self) -> float | None:
@@ -386,7 +388,7 @@ def _run_phase(target: Any, job: PhaseJob, limits: RunLimits, timeout_s: float) 
 def run_engine_size(
     engine: str, size: int, pool_file: Path, dimension: int, limits: RunLimits, query_job: dict[str, Any], work: Path
 ) -> ScaleRow:
-    row = ScaleRow(engine=engine, size=size)
+    row = ScaleRow(engine=engine, size=size, load=[_load_now()])
     work.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"scale-{engine}-{size}-", dir=work))
     try:
@@ -410,7 +412,13 @@ def run_engine_size(
         row.date_filtered_ms = answers.get("date_filtered_ms", {})
         return row
     finally:
+        row.load.append(_load_now())
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _load_now() -> float | None:
+    load = load_average()
+    return load[0] if load else None
 
 
 def bench_scale(
@@ -481,6 +489,7 @@ def format_scale(result: dict[str, Any]) -> str:
                 fmt(row["peak_rss_mb"], 0),
                 f"{fmt(hybrid.get('p50'), 1)} / {fmt(hybrid.get('p95'), 1)}" if hybrid else "–",
                 f"{fmt(dated.get('p50'), 1)} / {fmt(dated.get('p95'), 1)}" if dated else "–",
+                " → ".join(fmt(value, 1) for value in row.get("load", [])) or "–",
             ]
         )
         if row["stopped"]:
@@ -499,12 +508,14 @@ def format_scale(result: dict[str, Any]) -> str:
         "memory MB",
         "hybrid p50 / p95 ms",
         "date-filtered p50 / p95 ms",
+        "load (start → end)",
     ]
     load = result["load_average"]
     head = (
         f"{result['date']}: synthetic collections (real chunks from {result['pool']['articles']:,} articles / "
         f"{result['pool']['chunks']:,} chunks, resampled; random {result['dimension']}-dim vectors); "
         f"{result['queries']} questions; date filter keeps {result['date_filter']['share']:.0%} of the chunks; "
-        f"{result['cpu_cores']} cores, load average {load['start'][0] if load['start'] else '?'} at start"
+        f"{result['cpu_cores']} cores, 1-minute load average {load['start'][0] if load['start'] else '?'} at start, "
+        f"{load['end'][0] if load['end'] else '?'} at the end"
     )
     return "\n\n".join([head, format_table(headers, rows), "\n".join(notes)]).rstrip() + "\n"
