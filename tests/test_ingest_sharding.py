@@ -100,9 +100,36 @@ def _summed(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class _Progress:
+    total = 0
+
+    def update(self, count: int) -> None:
+        self.total += count
+
+
+def _ingest_here(
+    store: Path,
+    corpus: Path,
+    shard: Shard = WHOLE,
+    sync: bool = False,
+    workers: int = 1,
+    progress: _Progress | None = None,
+) -> dict[str, Any]:
+    """The same run as `python -m ingest`, in this process (quicker than a command per run)."""
+    settings = make_settings(store.parent).model_copy(update={"collection": "shards"})
+    settings.qdrant = QdrantSettings(path=store)
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        ingestor = build_ingestor(service)
+        report = ingestor.ingest_paths([corpus], shard=shard, sync=sync, workers=workers, progress=progress)
+        return report.to_json()
+    finally:
+        service.close()
+
+
 def test_two_shards_into_one_store_equal_one_unsharded_run(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "in")
-    whole = _ingest(tmp_path / "whole", str(corpus))
+    whole = _ingest_here(tmp_path / "whole", corpus)
     first = _ingest(tmp_path / "sharded", str(corpus), "--shard", "1/2")
     second = _ingest(tmp_path / "sharded", str(corpus), "--shard", "2/2")
     assert first["added"] > 5 and second["added"] > 5, "both shards must hold articles for this to test anything"
@@ -110,19 +137,8 @@ def test_two_shards_into_one_store_equal_one_unsharded_run(tmp_path: Path) -> No
     assert whole["failed"], "the corpus has bad lines: they must be reported once across the shards"
     sharded, unsharded = _state(tmp_path / "sharded"), _state(tmp_path / "whole")
     assert sharded == unsharded
-    again = [_ingest(tmp_path / "sharded", str(corpus), "--shard", share) for share in ("1/2", "2/2")]
+    again = [_ingest_here(tmp_path / "sharded", corpus, half) for half in (Shard(1, 2), Shard(2, 2))]
     assert sum(r["unchanged"] for r in again) == whole["added"] and sum(r["added"] for r in again) == 0
-
-
-def _ingest_here(store: Path, corpus: Path, shard: Shard = WHOLE, sync: bool = False) -> dict[str, Any]:
-    """The same run as `python -m ingest`, in this process (quicker than a command per run)."""
-    settings = make_settings(store.parent).model_copy(update={"collection": "shards"})
-    settings.qdrant = QdrantSettings(path=store)
-    service = RagService(settings, embedder=FakeEmbedder())
-    try:
-        return build_ingestor(service).ingest_paths([corpus], shard=shard, sync=sync).to_json()
-    finally:
-        service.close()
 
 
 def test_sync_per_shard_deletes_only_its_own_vanished_articles(tmp_path: Path) -> None:
@@ -161,38 +177,18 @@ def test_a_file_that_fails_in_one_shard_keeps_its_articles_in_every_shard(tmp_pa
 
 def test_workers_store_and_report_exactly_what_one_process_does(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "in")
-    one = _ingest(tmp_path / "one", str(corpus), "--workers", "1")
+    counted = _Progress()
+    one = _ingest_here(tmp_path / "one", corpus, progress=counted)
     two = _ingest(tmp_path / "two", str(corpus), "--workers", "2")
     for report in (one, two):
         report.pop("seconds"), report.pop("embedding_seconds")
     assert two == one  # failures in the same order too
     assert one["failed"] and one["added"] > 40
     assert _state(tmp_path / "two") == _state(tmp_path / "one")
-    # workers and shards together, and a re-run: nothing to do
-    again = _ingest(tmp_path / "two", str(corpus), "--workers", "2", "--shard", "1/1")
-    assert again["unchanged"] == one["added"] and again["chunks"] == 0
-
-
-def test_workers_count_progress_for_every_input(tmp_path: Path) -> None:
-    corpus = _corpus(tmp_path / "in")
-
-    class Progress:
-        total = 0
-
-        def update(self, count: int) -> None:
-            self.total += count
-
-    counted = {}
-    for workers, shard in ((1, WHOLE), (2, WHOLE), (2, Shard(1, 2))):
-        settings = make_settings(tmp_path / f"{workers}-{shard.index}")
-        service = RagService(settings, embedder=FakeEmbedder())
-        progress = Progress()
-        try:
-            build_ingestor(service).ingest_paths([corpus], progress=progress, workers=workers, shard=shard)
-        finally:
-            service.close()
-        counted[(workers, shard)] = progress.total
-    assert len(set(counted.values())) == 1  # every article read counts, whichever process or shard took it
+    # workers and a shard together: every input read counts on the progress bar, whichever shard takes it
+    half = _Progress()
+    _ingest_here(tmp_path / "half", corpus, Shard(1, 2), workers=2, progress=half)
+    assert half.total == counted.total > one["added"]
 
 
 def test_shard_numbers_never_change() -> None:
