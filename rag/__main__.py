@@ -10,6 +10,7 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pydantic import ValidationError  # noqa: E402
@@ -21,6 +22,7 @@ from rag.doctor import format_checks, report, run_checks  # noqa: E402
 from rag.embed.choice import describe_choice, resolve_settings  # noqa: E402
 from rag.errors import ConfigurationError, RagError  # noqa: E402
 from rag.provision.models import EngineMeasurement, provision  # noqa: E402
+from rag.search.store import QdrantStore  # noqa: E402
 from rag.service import RagService  # noqa: E402
 from rag.types import SearchFilters  # noqa: E402
 
@@ -62,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print the provisioned paths as JSON")
 
+    copy = commands.add_parser(
+        "copy-collection",
+        help="copy the configured collection into another store (engine or server) without embedding again",
+        description="Copy every chunk (vectors and payload) and article record of the configured collection into "
+        "another store: the other embedded engine in the same folder (--to-engine), or a Qdrant server (--to-url). "
+        "Safe to run again; then point RAG_QDRANT_ENGINE or RAG_QDRANT_URL at the copy.",
+    )
+    copy.add_argument("--collection", help="collection to copy (overrides RAG_COLLECTION); the copy has the same name")
+    target = copy.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-engine", choices=["local", "edge"], help="the embedded engine to copy into")
+    target.add_argument("--to-url", metavar="URL", help="a Qdrant server to copy into (RAG_QDRANT_API_KEY is sent)")
+    copy.add_argument("--json", action="store_true", help="print a JSON summary")
+
     config = commands.add_parser(
         "config",
         help="print the effective settings (secrets masked), the embedding model and engine `auto` chose, and why",
@@ -90,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return _models(settings, args)
         if args.command == "doctor":
             return _doctor(settings, args)
+        if args.command == "copy-collection":
+            return _copy_collection(settings, args)
         return _ask(settings, args)
     except ConfigurationError as exc:
         return fail(exc.message, EXIT_USAGE)
@@ -143,6 +160,26 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for name, path in paths.items():
             sys.stdout.write(f"{name}: {path}\n")
+    return EXIT_OK
+
+
+def _copy_collection(settings: Settings, args: argparse.Namespace) -> int:
+    settings = settings.with_overrides(collection=args.collection)
+    source = settings.qdrant
+    target = source.model_copy(update={"engine": args.to_engine or source.engine, "url": args.to_url})
+    same = target.url == source.url if target.url or source.url else target.engine == source.engine
+    if same:
+        return fail("that is the configured store itself; name the other engine (--to-engine) or a server (--to-url)")
+    started = time.perf_counter()
+    with QdrantStore(source, settings.collection) as origin, QdrantStore(target, settings.collection) as copy:
+        chunks, articles = origin.copy_into(copy)
+    summary = {"collection": settings.collection, "chunks": chunks, "articles": articles}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print_json(summary)
+    else:
+        where = f"the {target.engine} engine" if not target.url else target.url
+        sys.stdout.write(f"copied {chunks} chunks and {articles} articles of {settings.collection} into {where}\n")
     return EXIT_OK
 
 

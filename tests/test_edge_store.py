@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -446,3 +448,39 @@ def test_a_collection_of_the_other_engine_is_named_when_this_one_has_none(tmp_pa
             service.search("철도")
     finally:
         service.close()
+
+
+def test_a_local_collection_copied_into_edge_ranks_the_same(stores: dict[str, Settings], tmp_path: Path) -> None:
+    """`python -m rag copy-collection --to-engine edge`: vectors and payloads as stored, no embedding again."""
+    local = stores["local"]
+    source = QdrantSettings(path=tmp_path / "qdrant")
+    shutil.copytree(local.qdrant.path, source.path)  # the module's store stays as it is
+    copied = local.model_copy(update={"qdrant": source})
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "copy-collection", "--to-engine", "edge", "--json"],
+        cwd=PROJECT_ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("RAG_")},
+            "RAG_QDRANT_PATH": str(source.path),
+            "RAG_COLLECTION": local.collection,
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    edge = copied.model_copy(update={"qdrant": source.model_copy(update={"engine": "edge"})})
+    with QdrantStore(edge.qdrant, edge.collection) as store:
+        assert (store.count_chunks(), store.count_articles()) == (summary["chunks"], summary["articles"])
+        assert store.stored_fingerprint() is not None
+    _assert_same(_rankings(edge), _rankings(copied))
+    again = subprocess.run(
+        [sys.executable, "-m", "rag", "copy-collection", "--to-engine", "local"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "RAG_QDRANT_PATH": str(source.path), "RAG_COLLECTION": local.collection},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "configured store itself" in again.stderr

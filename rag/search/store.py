@@ -110,6 +110,12 @@ class QdrantStore:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
+    def __enter__(self) -> QdrantStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
         try:
             self._client.close()
@@ -173,6 +179,41 @@ class QdrantStore:
                 "model it names (the default changed from multilingual-e5-small to embeddinggemma-300m in "
                 "2026-11), use another collection name (--collection / RAG_COLLECTION), or delete it and ingest again"
             )
+
+    def copy_into(self, target: QdrantStore, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+        """Every chunk point (vectors and payload as stored), then every article record, into `target`, which is
+        created with this collection's fingerprint: a move between engines without embedding again. Articles
+        last, as in replace_article, so a copy cut short is completed by running it again (deterministic ids,
+        upserts). Returns the chunks and articles copied."""
+        self.require_collection()
+        metadata = self._client.get_collection(self.collection).config.metadata or {}
+        target.ensure_collection(CollectionSpec(int(metadata["dimension"]), str(metadata["fingerprint"])))
+        target._index = None
+        chunks = self._copy_points(self.collection, target, target.collection, [DENSE, SPARSE], progress)
+        articles = self._copy_points(self.articles_collection, target, target.articles_collection, False, progress)
+        target.optimize()
+        return chunks, articles
+
+    def _copy_points(
+        self, name: str, target: QdrantStore, target_name: str, vectors: Any, progress: Callable[[int], None] | None
+    ) -> int:
+        m = self._m
+        copied = 0
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                name, limit=SCROLL_BATCH, offset=offset, with_payload=True, with_vectors=vectors
+            )
+            points = [
+                m.PointStruct(id=str(r.id), vector=_portable_vectors(m, r.vector), payload=r.payload) for r in records
+            ]
+            if points:
+                target._client.upsert(target_name, points=points, wait=True)
+            copied += len(points)
+            if progress is not None:
+                progress(len(points))
+            if offset is None:
+                return copied
 
     def stored_fingerprint(self) -> str | None:
         info = self._client.get_collection(self.collection)
@@ -746,6 +787,19 @@ def _locked(settings: QdrantSettings) -> StoreLockedError:
         "one at a time; usually `python app.py`). Stop that process, or send the files to the running "
         "app with `POST /v1/ingest`, or run a Qdrant server and set RAG_QDRANT_URL"
     )
+
+
+def _portable_vectors(m: Any, vectors: Any) -> dict[str, Any]:
+    """A stored point's named vectors as qdrant-client models, whichever engine returned them."""
+    if not isinstance(vectors, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for name, value in vectors.items():
+        if hasattr(value, "indices"):
+            out[name] = m.SparseVector(indices=list(value.indices), values=list(value.values))
+        else:
+            out[name] = list(value)
+    return out
 
 
 def _hit(point: Any, dense_query: np.ndarray | None) -> Hit:
