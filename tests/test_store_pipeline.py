@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from ingest.pipeline import build_ingestor
 from rag.config import Settings
 from rag.embed.fake import FakeEmbedder
 from rag.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
-from rag.search.store import QdrantStore
+from rag.search.store import STALE_WINDOW, QdrantStore
 from rag.service import RagService
 from rag.types import Article, SearchFilters, chunk_point_id
 
@@ -73,6 +74,57 @@ def test_a_changed_article_replaces_all_its_old_chunks(fake_service: RagService)
     hit = fake_service.search("budgets", top_k=5)[0]
     # the new version took the other set of point ids, beside the old one, which was then deleted
     assert "trains" in hit.chunk.text and hit.chunk.id == chunk_point_id("x", 0, generation=1)
+
+
+@pytest.mark.parametrize("engine", ["local", "edge"])
+def test_a_much_shorter_version_drops_every_stale_chunk(settings: Settings, engine: str) -> None:
+    """Stale chunks are found by id a window at a time (store.STALE_WINDOW): more of them than several windows."""
+    settings.qdrant = settings.qdrant.model_copy(update={"engine": engine})
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        ingestor = build_ingestor(service)
+        long_text = " ".join(f"Sentence {i} of a very long report on rail budgets and port fees." for i in range(2000))
+        ingestor.ingest_articles([Article(id="long", text=long_text), Article(id="other", text="Port news.")])
+        stored = service.store.get_article("long")
+        assert stored is not None and stored.chunk_count > 2 * STALE_WINDOW
+        ingestor.ingest_articles([Article(id="long", text="Now one sentence."), Article(id="other", text="Port news.")])
+        assert service.store.count_chunks() == 2
+        assert [h.chunk.id for h in service.search("rail budgets", top_k=5) if h.chunk.article_id == "long"] == [
+            chunk_point_id("long", 0, generation=1)
+        ]
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("engine", ["local", "edge"])
+def test_chunks_left_by_an_interrupted_longer_version_are_dropped(
+    settings: Settings, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version whose chunks were written but whose record was not (a kill, a failure) leaves chunks in the
+    generation the next version writes into; those past the next version's length are dropped with the rest."""
+    settings.qdrant = settings.qdrant.model_copy(update={"engine": engine})
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        ingestor = build_ingestor(service)
+        ingestor.ingest_articles([Article(id="a", text="Rail budgets rose.")])
+        client = service.store._client
+        upsert = client.upsert
+
+        def no_record(collection_name: str, **kwargs: Any) -> Any:
+            if collection_name == service.store.articles_collection:
+                raise RuntimeError("killed before the record")
+            return upsert(collection_name, **kwargs)
+
+        monkeypatch.setattr(client, "upsert", no_record)
+        long_text = " ".join(f"Sentence {i} of a long report on rail budgets and port fees." for i in range(600))
+        report = ingestor.ingest_articles([Article(id="a", text=long_text)])
+        assert len(report.failed) == 1 and service.store.count_chunks() > STALE_WINDOW
+        monkeypatch.setattr(client, "upsert", upsert)
+        ingestor.ingest_articles([Article(id="a", text="Rail budgets fell. Port fees rose.")])
+        stored = service.store.get_article("a")
+        assert stored is not None and service.store.count_chunks() == stored.chunk_count
+    finally:
+        service.close()
 
 
 def test_stored_article_text_is_what_offsets_refer_to(fake_service: RagService) -> None:
