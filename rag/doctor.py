@@ -147,7 +147,9 @@ def _contents(store: QdrantStore) -> Check:
 
 
 def _where(settings: Settings) -> str:
-    return f"Qdrant at {mask_url(settings.qdrant.url)}" if settings.qdrant.url else str(settings.qdrant.path)
+    if settings.qdrant.url:
+        return f"Qdrant at {mask_url(settings.qdrant.url)}"
+    return f"{settings.qdrant.path} (engine {settings.qdrant.engine})"
 
 
 def _message(exc: Exception) -> str:

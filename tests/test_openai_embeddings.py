@@ -4,6 +4,7 @@ returns the local model's vectors: the fake embedder's in the fast tests, e5-sma
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,16 @@ def test_questions_carry_the_query_prompt_and_the_collection_sees_the_local_mode
     assert (embedder.model_id, embedder.dimension) == (model_identity(folder), DIMENSION)
     assert embedder.count_tokens("a b c") == 4  # "passage:" + three words, in the model's own tokenizer
     assert embedder.embed_documents([]).shape == (0, DIMENSION)
+
+
+def test_ingest_workers_count_tokens_as_the_server_backend_does(folder: Path, server: FakeEmbeddingServer) -> None:
+    """`python -m ingest --workers K` hands the workers a picklable counter read from the same model folder."""
+    embedder = _client(folder, server)
+    counter = embedder.token_counter()
+    assert counter is not None
+    copy = pickle.loads(pickle.dumps(counter))
+    texts = ["a b c", "예산 철도 예산", "", "unknown words here"]
+    assert [copy(text) for text in texts] == [embedder.count_tokens(text) for text in texts] == [4, 4, 1, 4]
 
 
 def test_429_and_503_are_retried_with_the_servers_retry_after(folder: Path, server: FakeEmbeddingServer) -> None:

@@ -116,9 +116,9 @@ def test_chunks_left_by_an_interrupted_longer_version_are_dropped(
             return upsert(collection_name, **kwargs)
 
         monkeypatch.setattr(client, "upsert", no_record)
-        long_text = " ".join(f"Sentence {i} of a long report on rail budgets and port fees." for i in range(600))
+        long_text = " ".join(f"Sentence {i} of a long report on rail budgets and port fees." for i in range(2000))
         report = ingestor.ingest_articles([Article(id="a", text=long_text)])
-        assert len(report.failed) == 1 and service.store.count_chunks() > STALE_WINDOW
+        assert len(report.failed) == 1 and service.store.count_chunks() > 2 * STALE_WINDOW
         monkeypatch.setattr(client, "upsert", upsert)
         ingestor.ingest_articles([Article(id="a", text="Rail budgets fell. Port fees rose.")])
         stored = service.store.get_article("a")

@@ -320,21 +320,13 @@ class QdrantStore:
             lambda: self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
         )
 
-    def _delete_chunks(
-        self, article_id: str, *, keep_generation: int | None = None, only_generation: int | None = None
-    ) -> None:
-        """Delete an article's chunks: all, all but one generation's, or only one generation's."""
+    def _delete_chunks(self, article_id: str, *, only_generation: int | None = None) -> None:
+        """Delete an article's chunks: all, or only one generation's."""
         m = self._m
-        match_article = m.FieldCondition(key="article_id", match=m.MatchValue(value=article_id))
-        must: list[Any] = [match_article]
-        must_not: list[Any] = []
-        if keep_generation is not None:
-            # chunks written before generations existed have no such field, and count as another generation
-            must_not.append(m.FieldCondition(key="generation", match=m.MatchValue(value=keep_generation)))
+        must: list[Any] = [m.FieldCondition(key="article_id", match=m.MatchValue(value=article_id))]
         if only_generation is not None:
             must.append(m.FieldCondition(key="generation", match=m.MatchValue(value=only_generation)))
-        selector = m.FilterSelector(filter=m.Filter(must=must, must_not=must_not or None))
-        self._client.delete(self.collection, points_selector=selector)
+        self._client.delete(self.collection, points_selector=m.FilterSelector(filter=m.Filter(must=must)))
 
     def _delete_superseded_chunks(
         self, article_id: str, generation: int, count: int, previous: tuple[int, int] | None
