@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K[,K…]",
         help="ingest once per worker count, same run (`python -m ingest --workers K`; default 1)",
     )
+    ingest.add_argument("--limit", type=int, metavar="N", help="only the CSV's first N articles (default: all 644)")
     ingest.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     retrieval = commands.add_parser("bench-retrieval", help="retrieval quality and latency on shared data")
     retrieval.add_argument(
@@ -226,7 +227,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
     if args.command == "bench-scale":
         return _bench_scale(args, settings, embedder)
     if args.command == "bench-ingest":
-        result = bench.bench_ingest(settings, embedder=embedder, workers=args.workers)
+        result = bench.bench_ingest(settings, embedder=embedder, workers=args.workers, limit=args.limit)
         return _print_bench(result, bench.format_ingest(result), args.json)
     parts = args.only or bench.RETRIEVAL_PARTS
     result = bench.bench_retrieval(settings, limit=args.limit, parts=parts, embedder=embedder)

@@ -10,6 +10,8 @@ Collections are kept under `storage/bench/` (beside the app's store folder) so t
 
 from __future__ import annotations
 
+import csv
+import itertools
 import logging
 import os
 import tempfile
@@ -127,12 +129,35 @@ def bench_korquad(
 
 
 def bench_ingest(
-    settings: Settings, *, embedder: Embedder | None = None, workers: Sequence[int] = (1,)
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    workers: Sequence[int] = (1,),
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """End-to-end ingest (load, clean, chunk, embed, upsert) into a throwaway collection, once per worker count
     (`python -m ingest --workers K`), then the raw model on the very same chunk texts in one call:
-    overhead = end-to-end / raw − 1 (of the first worker count)."""
-    csv_path = shared_file(WIKINEWS)
+    overhead = end-to-end / raw − 1 (of the first worker count). `limit`: only the CSV's first N articles."""
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-input-") as folder:
+        result = _bench_ingest(settings, embedder, workers, _first_rows(shared_file(WIKINEWS), limit, Path(folder)))
+    return result | {"file": str(shared_file(WIKINEWS)), "first_articles": limit}
+
+
+def _first_rows(csv_path: Path, limit: int | None, folder: Path) -> Path:
+    """The CSV itself, or a copy of its header and first `limit` records (records may span lines)."""
+    if limit is None:
+        return csv_path
+    with csv_path.open(encoding="utf-8", newline="") as source:
+        rows = list(itertools.islice(csv.reader(source), limit + 1))
+    subset = folder / csv_path.name
+    with subset.open("w", encoding="utf-8", newline="") as target:
+        csv.writer(target).writerows(rows)
+    return subset
+
+
+def _bench_ingest(
+    settings: Settings, embedder: Embedder | None, workers: Sequence[int], csv_path: Path
+) -> dict[str, Any]:
     load_before = load_average()
     started = time.perf_counter()
     embedder = _load_embedder(settings, embedder)
@@ -219,13 +244,13 @@ def format_ingest(result: dict[str, Any]) -> str:
     cpu = CpuSignature.model_validate(result["cpu"])
     text = (
         f"{result['model']} through {result['engine']} on {cpu.describe()}\n"
-        f"{result['articles']} articles ({result['failed']} failed) → {result['chunks']} chunks "
+        f"{result['articles']} articles{_first_text(result)} ({result['failed']} failed) → {result['chunks']} chunks "
         f"(mean {result['mean_tokens_per_chunk']} model tokens), {result['cpu_cores']} cores, "
         f"load average {_load_text(result['load_average'])}\n\n{table}\n\n"
         f"pipeline overhead = end-to-end / raw − 1 = {result['pipeline_overhead']:.3f}  "
         f"(model load {result['model_load_s']} s, not counted)\n"
     )
-    if len(result["by_workers"]) > 1:
+    if len(result.get("by_workers", [])) > 1:
         rows = [
             [run["workers"], fmt(run["end_to_end_s"], 1), fmt(run["articles_per_s"], 2), fmt(run["chunks_per_s"], 2)]
             for run in result["by_workers"]
@@ -235,6 +260,14 @@ def format_ingest(result: dict[str, Any]) -> str:
         )
         text += "\n"
     return text
+
+
+def _first_text(result: dict[str, Any]) -> str:
+    return (
+        f" (the first {result['first_articles']} of {Path(result['file']).name})"
+        if result.get("first_articles")
+        else ""
+    )
 
 
 # --- bench-retrieval -------------------------------------------------------------------------------
