@@ -1,0 +1,1 @@
+"""Adapters that offer the search and the cited answers to other frameworks' pipelines."""
