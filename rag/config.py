@@ -322,6 +322,15 @@ class OpenAISettings(BaseModel):
     model: str | None = Field(None, description="Model name at that endpoint.")
     api_key: SecretStr | None = Field(None, description="API key for that endpoint.")
     timeout_s: float = Field(60.0, gt=0, description="Request timeout.")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed request (429, 5xx, timeout, dropped connection), with backoff."
+    )
+    context_window: int = Field(
+        8192,
+        ge=512,
+        description="Context window of the model at that endpoint: the reply's token cap is cut so that the prompt "
+        "(counted with tiktoken) and the reply fit.",
+    )
 
 
 class LLMSettings(BaseModel):

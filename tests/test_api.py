@@ -358,7 +358,7 @@ def failing_llm_endpoint() -> Iterator[str]:
 def test_an_upstream_llm_failure_reaches_users_as_a_short_generic_message(
     settings: Settings, failing_llm_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    llm = OpenAICompatibleLLM(failing_llm_endpoint, "qwen", None, timeout_s=10)
+    llm = OpenAICompatibleLLM(failing_llm_endpoint, "qwen", None, timeout_s=10, max_retries=0)
     service = RagService(settings, embedder=FakeEmbedder(), llm=llm)
     build_ingestor(service).ingest_articles([ARTICLE])
     generic = "the language model service failed; try again later"

@@ -249,8 +249,8 @@ def test_the_openai_compatible_backend_goes_through_the_same_check(settings_wide
         body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
-    llm = OpenAICompatibleLLM("http://llm.test/v1", "a-7b-model", None, timeout_s=5)
-    llm._client = httpx.Client(base_url="http://llm.test/v1", transport=httpx.MockTransport(handle))
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    llm = OpenAICompatibleLLM("http://llm.test/v1", "a-7b-model", None, timeout_s=5, http_client=client)
     service = RagService(settings_wide, embedder=FakeEmbedder(), llm=llm)
     build_ingestor(service).ingest_articles([ARTICLE])
     answer = service.answer("Where was the alliance launched?")

@@ -1,23 +1,23 @@
-"""LLM backends without a real model: the OpenAI-compatible client against a mock transport."""
+"""LLM backends without a real model: the OpenAI-compatible client (llama-index's OpenAILike) against a mock
+transport."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
-from rag.answer.llm import OpenAICompatibleLLM, complete, create_llm
+from rag.answer.llm import Message, OpenAICompatibleLLM, complete, create_llm
 from rag.config import Settings
 from rag.errors import ConfigurationError, LLMError, ModelProvisioningError
 
 
-def _llm_with(handler: httpx.MockTransport) -> OpenAICompatibleLLM:
-    llm = OpenAICompatibleLLM("http://llm.test/v1", "qwen", "k3y", timeout_s=5)
-    llm._client = httpx.Client(
-        base_url="http://llm.test/v1", transport=handler, headers={"Authorization": "Bearer k3y"}
+def _llm_with(handler: httpx.MockTransport, **options: Any) -> OpenAICompatibleLLM:
+    return OpenAICompatibleLLM(
+        "http://llm.test/v1", "qwen", "k3y", timeout_s=5, http_client=httpx.Client(transport=handler), **options
     )
-    return llm
 
 
 def test_streamed_chat_completion_is_joined_and_sends_model_and_key() -> None:
@@ -81,3 +81,87 @@ def test_factory_resolves_backends(settings: Settings, tmp_path: object) -> None
     openai = settings.model_copy(update={"llm": settings.llm.model_copy(update={"backend": "openai"})})
     with pytest.raises(ConfigurationError, match="RAG_OPENAI_BASE_URL"):
         create_llm(openai)
+
+
+def _event_stream(*pieces: str) -> httpx.Response:
+    events = [{"choices": [{"delta": {"content": piece}}]} for piece in pieces]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+
+def test_a_busy_endpoint_is_retried_and_a_page_that_is_no_event_stream_is_not() -> None:
+    statuses: list[int] = []
+
+    def busy_once(request: httpx.Request) -> httpx.Response:
+        statuses.append(503 if not statuses else 200)
+        return httpx.Response(503, json={"error": {"message": "busy"}}) if len(statuses) == 1 else _event_stream("ok")
+
+    assert (
+        complete(
+            _llm_with(httpx.MockTransport(busy_once), max_retries=1), [{"role": "user", "content": "q"}], max_tokens=5
+        )
+        == "ok"
+    )
+    assert statuses == [503, 200]
+    pages: list[httpx.Request] = []
+
+    def login_page(request: httpx.Request) -> httpx.Response:
+        pages.append(request)
+        return httpx.Response(200, text=ERROR_PAGE, headers={"content-type": "text/html"})
+
+    with pytest.raises(LLMError):
+        complete(
+            _llm_with(httpx.MockTransport(login_page), max_retries=2), [{"role": "user", "content": "q"}], max_tokens=5
+        )
+    assert len(pages) == 1
+
+
+def test_an_error_event_mid_stream_is_a_generic_failure(caplog: pytest.LogCaptureFixture) -> None:
+    events = [{"choices": [{"delta": {"content": "LG "}}]}, {"error": {"message": SECRET}}]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+    broken = httpx.MockTransport(
+        lambda request: httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    )
+    with caplog.at_level("ERROR"), pytest.raises(LLMError) as raised:
+        complete(_llm_with(broken), [{"role": "user", "content": "q"}], max_tokens=5)
+    assert raised.value.message == "the language model service failed; try again later"
+    assert any(SECRET in record.getMessage() for record in caplog.records)
+
+
+def test_the_reply_cap_is_cut_to_what_the_context_window_leaves(caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return _event_stream("ok")
+
+    llm = _llm_with(httpx.MockTransport(handle), context_window=1024)
+    # a document may hold tiktoken's own special tokens: counted as text, never an error
+    evidence = "정부는 내년 예산안을 656조원으로 편성했다. <|endoftext|> " * 20
+    messages: list[Message] = [{"role": "system", "content": "answer"}, {"role": "user", "content": evidence}]
+    prompt_tokens = llm.count_prompt_tokens(messages)
+    assert 400 < prompt_tokens < 1024 - 64
+    complete(llm, messages, max_tokens=4096)
+    assert sent[-1]["max_tokens"] == 1024 - prompt_tokens - 64
+    complete(llm, messages, max_tokens=50)
+    assert sent[-1]["max_tokens"] == 50
+    too_long: list[Message] = [{"role": "user", "content": evidence * 3}]
+    with caplog.at_level("ERROR"), pytest.raises(LLMError, match="failed; try again later"):
+        complete(llm, too_long, max_tokens=50)
+    assert len(sent) == 2  # nothing sent that the endpoint would cut or refuse
+    assert any("RAG_OPENAI_CONTEXT_WINDOW" in record.getMessage() for record in caplog.records)
+
+
+def test_without_a_key_no_key_from_the_environment_reaches_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the openai client reads OPENAI_API_KEY when no key is given: a key for another service must not leak here
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    seen: list[str | None] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return _event_stream("ok")
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    llm = OpenAICompatibleLLM("http://llm.test/v1", "qwen", None, timeout_s=5, http_client=client)
+    complete(llm, [{"role": "user", "content": "q"}], max_tokens=5)
+    assert seen and SECRET not in str(seen)

@@ -3,7 +3,9 @@
 - `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats). The
   prompt is built as tokens: the template's control tokens from the template alone, message text tokenised
   with special tokens off, so no text can open or close a turn.
-- `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), over httpx.
+- `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), through
+  llama-index's OpenAILike (timeouts, retries, streaming); tiktoken counts the prompt so the reply's token cap
+  fits the endpoint's context window. The local backend needs no such count: llama.cpp cuts the cap itself.
 - `none`: no model; the answer layer quotes evidence instead (see rag/answer/answerer.py).
 
 The test double, `ScriptedLLM`, lives in tests/doubles.py.
@@ -11,15 +13,18 @@ The test double, `ScriptedLLM`, lives in tests/doubles.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from rag.config import Settings
 from rag.errors import ConfigurationError, LLMError, ModelProvisioningError
+from rag.offline import configure_offline_environment
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -112,82 +117,125 @@ def chatml_tokens(messages: list[Message], tokenize: Callable[[str, bool], list[
 
 
 class OpenAICompatibleLLM:
-    """Chat completions against an OpenAI-compatible server, streamed as server-sent events."""
+    """Chat completions against an OpenAI-compatible server through llama-index's OpenAILike: the openai client
+    under it streams the server-sent events, bounds each request by `timeout_s` and retries 429s, 5xx answers,
+    timeouts and dropped connections `max_retries` times with exponential backoff."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
-        # loaded on first use: only this backend talks HTTP
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout_s: float,
+        *,
+        context_window: int = 8192,
+        max_retries: int = 2,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        """`http_client`: the httpx.Client to send the requests through (tests hand in a mock transport); it
+        gets the response hook that tells an event stream from a proxy's page."""
+        configure_offline_environment()  # tiktoken reads its vocabulary from llama-index-core, not the network
+        # loaded on first use: only this backend talks HTTP, and llama-index's LLM classes take a second to import
         import httpx
+        import tiktoken
+        from llama_index.llms.openai_like import OpenAILike
 
         self.name = f"openai:{model}"
-        self._model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self.context_window = context_window
+        client = http_client if http_client is not None else httpx.Client()
+        client.event_hooks["response"] = [*client.event_hooks["response"], _refuse_what_is_no_event_stream]
+        self._llm = OpenAILike(
+            model=model,
+            api_base=base_url,
+            # given, never left empty: the openai client would take OPENAI_API_KEY from the environment and send
+            # a key meant for another service to this endpoint
+            api_key=api_key or "unused",
+            is_chat_model=True,
+            context_window=context_window,
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=client,
+        )
+        # cl100k's vocabulary ships with llama-index-core (rag/offline.py points tiktoken at it); the endpoint's
+        # model has its own tokenizer, so the count is an estimate and the budget keeps a margin
+        self._encoding = tiktoken.get_encoding("cl100k_base")
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        # loaded on first use: only this backend talks HTTP
-        import httpx
+        # loaded on first use: only this backend needs them
+        import openai
+        from llama_index.core.llms import ChatMessage
 
-        body = {
-            "model": self._model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stream": True,
-        }
+        budget = self.reply_budget(messages, max_tokens)
+        chat = [ChatMessage(role=message["role"], content=message["content"]) for message in messages]
         # the endpoint's own words (a stack trace, an HTML error page, a key echoed back) go to the log once;
         # users get a short generic message at every edge (HTTP error, event stream, chat page)
         try:
-            with self._client.stream("POST", "/chat/completions", json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    logger.error(
-                        "LLM endpoint %s answered %d: %s", self.name, response.status_code, _excerpt(response.text)
-                    )
-                    raise LLMError(LLM_FAILED)
-                first_lines: list[str] = []
-                streamed = False
-                for content in _sse_content(_remembering(response.iter_lines(), first_lines)):
-                    streamed = True
-                    if content:
-                        yield content
-                if not streamed:  # a 200 that is no event stream (a proxy's HTML page): a failure, not a refusal
-                    logger.error(
-                        "LLM endpoint %s sent no completion events: %s", self.name, _excerpt("\n".join(first_lines))
-                    )
-                    raise LLMError(LLM_FAILED)
-        except httpx.HTTPError as exc:
-            logger.error("cannot reach the LLM endpoint %s: %s", self.name, exc)
+            streamed = False
+            for chunk in self._llm.stream_chat(chat, max_tokens=budget, temperature=temperature):
+                streamed = True
+                if chunk.delta:
+                    yield chunk.delta
+        except openai.APIStatusError as exc:
+            logger.error("LLM endpoint %s answered %d: %s", self.name, exc.status_code, _excerpt(exc.message))
+            raise LLMError(LLM_FAILED) from exc
+        except openai.APIConnectionError as exc:  # timeouts too
+            logger.error("cannot reach the LLM endpoint %s: %s", self.name, exc.__cause__ or exc)
             raise LLMError(LLM_UNREACHABLE) from exc
+        except (openai.APIError, ValueError) as exc:  # an error event, or an event that is no JSON, mid-stream
+            logger.error("LLM endpoint %s broke off its reply: %s", self.name, _excerpt(str(exc)))
+            raise LLMError(LLM_FAILED) from exc
+        if not streamed:
+            logger.error("LLM endpoint %s sent no completion events", self.name)
+            raise LLMError(LLM_FAILED)
+
+    def count_prompt_tokens(self, messages: list[Message]) -> int:
+        """The prompt's size as OpenAI's chat format counts it: a few tokens frame each message and prime the
+        reply. Text is counted as plain text, `<|endoftext|>` in a document included (tiktoken refuses it by
+        default)."""
+        encode = self._encoding.encode
+        framed = (3 + len(encode(m["role"], disallowed_special=())) for m in messages)
+        content = (len(encode(m["content"], disallowed_special=())) for m in messages)
+        return sum(framed) + sum(content) + 3
+
+    def reply_budget(self, messages: list[Message], max_tokens: int) -> int:
+        """`max_tokens`, cut so that prompt and reply fit the context window; a prompt that leaves no room for a
+        reply is a failure the log explains (RAG_OPENAI_CONTEXT_WINDOW too small for the evidence)."""
+        room = self.context_window - self.count_prompt_tokens(messages) - PROMPT_COUNT_MARGIN
+        if room < MIN_REPLY_TOKENS:
+            logger.error(
+                "the prompt for %s (%d tokens by tiktoken) leaves no room for a reply in its context window of %d "
+                "(RAG_OPENAI_CONTEXT_WINDOW)",
+                self.name,
+                self.count_prompt_tokens(messages),
+                self.context_window,
+            )
+            raise LLMError(LLM_FAILED)
+        return min(max_tokens, room)
+
+
+# tiktoken's count of a prompt is an estimate of the endpoint's own tokenizer: keep this much of the window spare
+PROMPT_COUNT_MARGIN = 64
+MIN_REPLY_TOKENS = 16
+
+
+def _refuse_what_is_no_event_stream(response: httpx.Response) -> None:
+    """An httpx response hook: a successful answer that is no event stream (a proxy's login or error page with
+    status 200) is a failure, not an empty reply, and its first words go to the log. Raised as the openai
+    client's own status error, which it passes on without retrying."""
+    import openai
+
+    content_type = response.headers.get("content-type", "")
+    if response.status_code < 400 and not content_type.startswith("text/event-stream"):
+        response.read()
+        raise openai.APIStatusError(
+            f"a reply of type {content_type or 'unknown'} instead of an event stream: {_excerpt(response.text)}",
+            response=response,
+            body=None,
+        )
 
 
 def _excerpt(text: str, limit: int = 500) -> str:
     return " ".join(text.split())[:limit]
-
-
-def _remembering(lines: Iterator[str], kept: list[str], count: int = 20) -> Iterator[str]:
-    """The lines, keeping the first few for the log should they turn out not to be an event stream."""
-    for line in lines:
-        if len(kept) < count:
-            kept.append(line)
-        yield line
-
-
-def _sse_content(lines: Iterator[str]) -> Iterator[str | None]:
-    """The content pieces of a completion's event stream, with None for each event that carries none (a
-    role announcement, the final event), so the caller can tell an empty reply from no stream at all."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            yield None
-            return
-        try:
-            event = json.loads(payload)
-            content = event["choices"][0].get("delta", {}).get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            continue
-        yield content if isinstance(content, str) and content else None
 
 
 def create_llm(settings: Settings) -> LLM | None:
@@ -204,7 +252,14 @@ def create_llm(settings: Settings) -> LLM | None:
         if not (openai.base_url and openai.model):
             raise ConfigurationError("RAG_LLM_BACKEND=openai needs RAG_OPENAI_BASE_URL and RAG_OPENAI_MODEL")
         key = openai.api_key.get_secret_value() if openai.api_key else None
-        return OpenAICompatibleLLM(openai.base_url, openai.model, key, openai.timeout_s)
+        return OpenAICompatibleLLM(
+            openai.base_url,
+            openai.model,
+            key,
+            openai.timeout_s,
+            context_window=openai.context_window,
+            max_retries=openai.max_retries,
+        )
     raise ConfigurationError(f"unknown RAG_LLM_BACKEND {backend!r}; use local, openai or none")
 
 
