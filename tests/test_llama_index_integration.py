@@ -21,11 +21,12 @@ from ingest.pipeline import build_ingestor
 from rag.answer.llm import Message
 from rag.config import Settings
 from rag.embed.fake import FakeEmbedder
+from rag.embed.torch_embedder import SentenceTransformerEmbedder
 from rag.integrations.llama_index import CitedAnswerQueryEngine, HybridSearchRetriever
 from rag.service import RagService
 from rag.types import Article, SearchFilters
 
-from .conftest import PROJECT_ROOT, SAMPLE_ARTICLE, models_dir
+from .conftest import PROJECT_ROOT, SAMPLE_ARTICLE, make_settings, models_dir
 from .doubles import ScriptedLLM
 
 ALLIANCE = Article(
@@ -186,3 +187,22 @@ def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     reader.close()
     assert stored is not None
     assert all(stored.text[start:end] == quote for quote, start, end in quotes)
+
+
+@pytest.mark.slow
+def test_with_the_real_model_the_engine_cites_the_co_chair_sentence(
+    tmp_path: Path, real_embedder: SentenceTransformerEmbedder
+) -> None:
+    service = RagService(make_settings(tmp_path), embedder=real_embedder)
+    build_ingestor(service).ingest_paths([SAMPLE_ARTICLE])
+    try:
+        nodes = HybridSearchRetriever(service, top_k=3).retrieve("Who co-chairs the alliance?")
+        response = CitedAnswerQueryEngine(service).query("Who co-chairs the alliance?")
+        stored = service.article(nodes[0].node.metadata["article_id"])
+    finally:
+        service.close()
+    assert stored is not None and any("이큐브랩" in n.node.get_content() for n in nodes)
+    assert response.metadata is not None and not response.metadata["refused"]
+    assert any("LG CNS" in n.node.get_content() and "이큐브랩" in n.node.get_content() for n in response.source_nodes)
+    for cited in response.source_nodes:
+        assert stored.text[cited.node.metadata["start"] : cited.node.metadata["end"]] == cited.node.get_content()

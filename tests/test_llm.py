@@ -62,12 +62,20 @@ def test_a_reply_that_is_no_event_stream_is_a_failure_not_an_empty_answer(caplog
     assert any(SECRET in record.getMessage() for record in caplog.records)
 
 
-def test_unreachable_endpoint_is_an_llm_error(caplog: pytest.LogCaptureFixture) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused to http://10.1.2.3:8000")
+@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ReadTimeout])
+def test_unreachable_endpoint_is_an_llm_error(
+    failure: type[httpx.TransportError], caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[httpx.Request] = []
 
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise failure("no answer from http://10.1.2.3:8000")
+
+    llm = _llm_with(httpx.MockTransport(refuse), max_retries=1)
     with caplog.at_level("ERROR"), pytest.raises(LLMError, match="cannot be reached") as raised:
-        complete(_llm_with(httpx.MockTransport(refuse)), [{"role": "user", "content": "q"}], max_tokens=5)
+        complete(llm, [{"role": "user", "content": "q"}], max_tokens=5)
+    assert len(attempts) == 2  # retried once
     assert "10.1.2.3" not in raised.value.message
     assert any("10.1.2.3" in record.getMessage() for record in caplog.records)
 
