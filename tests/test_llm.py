@@ -4,6 +4,8 @@ transport."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -173,3 +175,50 @@ def test_without_a_key_no_key_from_the_environment_reaches_the_endpoint(monkeypa
     llm = OpenAICompatibleLLM("http://llm.test/v1", "qwen", None, timeout_s=5, http_client=client)
     complete(llm, [{"role": "user", "content": "q"}], max_tokens=5)
     assert seen and SECRET not in str(seen)
+
+
+def test_pieces_arrive_while_the_endpoint_is_still_writing() -> None:
+    # a real loopback server that holds back the rest of its reply until the first piece has reached the caller:
+    # a client that waited for the whole body would never see it
+    first_piece_seen = threading.Event()
+    released: list[bool] = []  # whether the server went on because the caller had the first piece
+
+    class Streaming(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self._send({"choices": [{"delta": {"role": "assistant", "content": "LG CNS "}}]})
+            # generous: only keeps a buffering client from hanging the test
+            released.append(first_piece_seen.wait(timeout=30))
+            self._send({"choices": [{"delta": {"content": "and IcubeLab [1]."}}]})
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+
+        def _send(self, event: dict[str, Any]) -> None:
+            self._chunk(f"data: {json.dumps(event)}\n\n".encode())
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Streaming)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        llm = OpenAICompatibleLLM(f"http://127.0.0.1:{server.server_address[1]}/v1", "qwen", None, timeout_s=60)
+        pieces = []
+        for piece in llm.stream([{"role": "user", "content": "q"}], max_tokens=20, temperature=0):
+            pieces.append((piece, first_piece_seen.is_set()))
+            first_piece_seen.set()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pieces == [("LG CNS ", False), ("and IcubeLab [1].", True)]
+    assert released == [True]
