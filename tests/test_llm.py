@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -222,3 +223,24 @@ def test_pieces_arrive_while_the_endpoint_is_still_writing() -> None:
         server.server_close()
     assert pieces == [("LG CNS ", False), ("and IcubeLab [1].", True)]
     assert released == [True]
+
+
+def test_a_caller_that_stops_reading_closes_the_upstream_response() -> None:
+    closed: list[bool] = []
+
+    class Events(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for piece in ("LG CNS ", "and ", "IcubeLab [1]."):
+                yield f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode()
+
+        def close(self) -> None:
+            closed.append(True)
+
+    events = httpx.MockTransport(
+        lambda request: httpx.Response(200, stream=Events(), headers={"content-type": "text/event-stream"})
+    )
+    pieces = _llm_with(events).stream([{"role": "user", "content": "q"}], max_tokens=20, temperature=0)
+    assert next(pieces) == "LG CNS "
+    assert not closed
+    pieces.close()  # a reader who left mid-answer
+    assert closed

@@ -136,14 +136,14 @@ class OpenAICompatibleLLM:
         gets the response hook that tells an event stream from a proxy's page."""
         configure_offline_environment()  # tiktoken reads its vocabulary from llama-index-core, not the network
         # loaded on first use: only this backend talks HTTP, and llama-index's LLM classes take a second to import
-        import httpx
+        import openai
         import tiktoken
         from llama_index.llms.openai_like import OpenAILike
 
         self.name = f"openai:{model}"
         self.context_window = context_window
-        client = http_client if http_client is not None else httpx.Client()
-        client.event_hooks["response"] = [*client.event_hooks["response"], _refuse_what_is_no_event_stream]
+        client = http_client if http_client is not None else openai.DefaultHttpxClient()
+        client.event_hooks["response"] = [*client.event_hooks["response"], _note_and_check_response]
         self._llm = OpenAILike(
             model=model,
             api_base=base_url,
@@ -169,9 +169,11 @@ class OpenAICompatibleLLM:
         chat = [ChatMessage(role=message["role"], content=message["content"]) for message in messages]
         # the endpoint's own words (a stack trace, an HTML error page, a key echoed back) go to the log once;
         # users get a short generic message at every edge (HTTP error, event stream, chat page)
+        replies = self._llm.stream_chat(chat, max_tokens=budget, temperature=temperature)
+        opened: list[httpx.Response] = []
         try:
             streamed = False
-            for chunk in self._llm.stream_chat(chat, max_tokens=budget, temperature=temperature):
+            for chunk in _noting_responses(replies, opened):
                 streamed = True
                 if chunk.delta:
                     yield chunk.delta
@@ -184,6 +186,12 @@ class OpenAICompatibleLLM:
         except (openai.APIError, ValueError) as exc:  # an error event, or an event that is no JSON, mid-stream
             logger.error("LLM endpoint %s broke off its reply: %s", self.name, _excerpt(str(exc)))
             raise LLMError(LLM_FAILED) from exc
+        finally:
+            # a caller that stops reading (a reader who left, a timeout) ends the request upstream at once: the
+            # stream objects under llama-index hold themselves in reference cycles, so dropping them is not enough
+            replies.close()
+            for response in opened:
+                response.close()
         if not streamed:
             logger.error("LLM endpoint %s sent no completion events", self.name)
             raise LLMError(LLM_FAILED)
@@ -218,12 +226,39 @@ PROMPT_COUNT_MARGIN = 64
 MIN_REPLY_TOKENS = 16
 
 
-def _refuse_what_is_no_event_stream(response: httpx.Response) -> None:
-    """An httpx response hook: a successful answer that is no event stream (a proxy's login or error page with
-    status 200) is a failure, not an empty reply, and its first words go to the log. Raised as the openai
-    client's own status error, which it passes on without retrying."""
+class _ResponsesOpened(threading.local):
+    """Where the response hook notes the responses opened by the `next()` running on this thread (None: none
+    is being noted)."""
+
+    into: list[httpx.Response] | None = None
+
+
+_responses_opened = _ResponsesOpened()
+
+
+def _noting_responses(replies: Iterator[Any], opened: list[httpx.Response]) -> Iterator[Any]:
+    """`replies`, with each HTTP response they open noted in `opened`. Noted around each `next()` alone: between
+    pieces this thread may run another caller's stream."""
+    while True:
+        _responses_opened.into = opened
+        try:
+            reply = next(replies)
+        except StopIteration:
+            return
+        finally:
+            _responses_opened.into = None
+        yield reply
+
+
+def _note_and_check_response(response: httpx.Response) -> None:
+    """An httpx response hook: notes the response for the stream that opened it, and refuses a successful answer
+    that is no event stream (a proxy's login or error page with status 200): a failure, not an empty reply, its
+    first words for the log. Raised as the openai client's own status error, which it passes on without
+    retrying."""
     import openai
 
+    if _responses_opened.into is not None:
+        _responses_opened.into.append(response)
     content_type = response.headers.get("content-type", "")
     if response.status_code < 400 and not content_type.startswith("text/event-stream"):
         response.read()
