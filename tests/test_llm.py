@@ -35,10 +35,24 @@ def test_streamed_chat_completion_is_joined_and_sends_model_and_key() -> None:
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     llm = _llm_with(httpx.MockTransport(handle))
-    reply = complete(llm, [{"role": "user", "content": "q"}], max_tokens=50)
+    # the messages as the prompt layer wrote them (document text already neutralised there) reach the endpoint
+    # untouched: no template, no added system prompt
+    messages: list[Message] = [
+        {"role": "system", "content": "Answer from the evidence."},
+        {
+            "role": "user",
+            "content": "<evidence>\n[1] 공동의장사로 LG CNS와 이큐브랩이 선임됐다.\n</evidence>\nQuestion: q",
+        },
+        {"role": "assistant", "content": "LG CNS [1]."},
+        {"role": "user", "content": "  and who audits?  "},
+    ]
+    reply = complete(llm, messages, max_tokens=50, temperature=0.3)
     assert reply == "LG CNS and IcubeLab [1]."
     assert seen["path"] == "/v1/chat/completions" and seen["auth"] == "Bearer k3y"
-    assert seen["body"]["model"] == "qwen" and seen["body"]["stream"] is True  # type: ignore[index]
+    body: Any = seen["body"]
+    assert body["model"] == "qwen" and body["stream"] is True
+    assert body["messages"] == messages
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 50
 
 
 SECRET = "sk-live-7f3a9c1e0b2d4f6a"  # what a failing endpoint may echo: its key, a stack trace, an HTML page
