@@ -106,6 +106,12 @@ def test_factory_resolves_backends(settings: Settings, tmp_path: object) -> None
     openai = settings.model_copy(update={"llm": settings.llm.model_copy(update={"backend": "openai"})})
     with pytest.raises(ConfigurationError, match="RAG_OPENAI_BASE_URL"):
         create_llm(openai)
+    openai.openai = openai.openai.model_copy(
+        update={"base_url": "http://gpu:8000/v1", "model": "qwen", "context_window": 2048, "max_retries": 0}
+    )
+    endpoint = create_llm(openai)
+    assert isinstance(endpoint, OpenAICompatibleLLM) and endpoint.name == "openai:qwen"
+    assert endpoint.context_window == 2048
 
 
 def _event_stream(*pieces: str) -> httpx.Response:
