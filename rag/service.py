@@ -7,8 +7,10 @@ Heavy parts (the embedding model, the store) load on first use, so `python -m ra
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 
 from rag.answer.answerer import Answerer, AnswerEvent, refusal
@@ -22,7 +24,7 @@ from rag.embed.base import Embedder
 from rag.embed.choice import ModelChoice, model_of_fingerprint, resolve_settings, with_model
 from rag.embed.factory import create_embedder
 from rag.offline import configure_offline_environment
-from rag.search.retrieve import Retriever
+from rag.search.retrieve import Retrieval, Retriever
 from rag.search.sparse import SparseEncoder
 from rag.search.store import CollectionSpec, QdrantStore
 from rag.text.analyzer import ANALYZER_VERSION
@@ -31,6 +33,17 @@ from rag.text.stopwords import ENGLISH_STOPWORDS
 from rag.types import Answer, Article, ChatTurn, Hit, SearchFilters
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def closing_iterator(iterator: Iterator[AnswerEvent]) -> Iterator[None]:
+    """Close a generator when the block ends, also when it ends early (GeneratorExit, an error)."""
+    try:
+        yield
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class RagService:
@@ -54,6 +67,9 @@ class RagService:
         self._llm = llm
         self._llm_resolved = llm is not None
         self._collection_checked = False
+        # requests arrive on several threads; a model must still load once (the first two questions after
+        # start-up would otherwise load two copies)
+        self._loading = threading.RLock()
 
     # ---- components ------------------------------------------------------------------------------
 
@@ -64,7 +80,9 @@ class RagService:
         fast enough on this machine. Everything that depends on the model (its engine, refusal cut-offs, side
         weights) reads it from here."""
         if self._settings is None:
-            self._settings = self._resolve_model()
+            with self._loading:  # resolved once, also when the first requests arrive together
+                if self._settings is None:
+                    self._settings = self._resolve_model()
         return self._settings
 
     @property
@@ -98,22 +116,27 @@ class RagService:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            configure_offline_environment()
-            started = time.perf_counter()
-            self._embedder = create_embedder(self.settings)
-            logger.info(
-                "embedding model %s (%s) loaded in %.1f s",
-                self.settings.models.embedding,
-                getattr(self._embedder, "engine", "fake"),
-                time.perf_counter() - started,
-            )
+        if self._embedder is not None:
+            return self._embedder
+        with self._loading:
+            if self._embedder is None:
+                configure_offline_environment()
+                started = time.perf_counter()
+                self._embedder = create_embedder(self.settings)
+                logger.info(
+                    "embedding model %s (%s) loaded in %.1f s",
+                    self.settings.models.embedding,
+                    getattr(self._embedder, "engine", "fake"),
+                    time.perf_counter() - started,
+                )
         return self._embedder
 
     @property
     def store(self) -> QdrantStore:
         if self._store is None:
-            self._store = QdrantStore(self._requested.qdrant, self._requested.collection)
+            with self._loading:
+                if self._store is None:
+                    self._store = QdrantStore(self._requested.qdrant, self._requested.collection)
         return self._store
 
     @cached_property
@@ -135,12 +158,15 @@ class RagService:
     @property
     def llm(self) -> LLM | None:
         """The configured LLM backend (None for extractive answers), loaded on first use."""
-        if not self._llm_resolved:
-            started = time.perf_counter()
-            self._llm = create_llm(self.settings)
-            self._llm_resolved = True
-            if self._llm is not None:
-                logger.info("LLM %s ready in %.1f s", self._llm.name, time.perf_counter() - started)
+        if self._llm_resolved:
+            return self._llm
+        with self._loading:
+            if not self._llm_resolved:
+                started = time.perf_counter()
+                self._llm = create_llm(self.settings)
+                self._llm_resolved = True
+                if self._llm is not None:
+                    logger.info("LLM %s ready in %.1f s", self._llm.name, time.perf_counter() - started)
         return self._llm
 
     @cached_property
@@ -180,8 +206,12 @@ class RagService:
     # ---- operations --------------------------------------------------------------------------------
 
     def search(self, query: str, *, top_k: int | None = None, filters: SearchFilters | None = None) -> list[Hit]:
+        return self.retrieve(query, top_k=top_k, filters=filters).hits
+
+    def retrieve(self, query: str, *, top_k: int | None = None, filters: SearchFilters | None = None) -> Retrieval:
+        """Hits with the time each step took (`embed`, `search`)."""
         self.open_for_reading()
-        return self.retriever.retrieve(query, top_k=top_k, filters=filters).hits
+        return self.retriever.retrieve(query, top_k=top_k, filters=filters)
 
     def answer(
         self,
@@ -217,10 +247,11 @@ class RagService:
             events: Iterator[AnswerEvent] = iter([refusal(question, timings)])
         else:
             events = self.answerer.stream(standalone, retrieval.query_vector, retrieval.hits, timings)
-        for event in events:
-            if isinstance(event, Answer):
-                event.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
-            yield event
+        with closing_iterator(events):  # a caller that stops listening stops the LLM too
+            for event in events:
+                if isinstance(event, Answer):
+                    event.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+                yield event
 
     def article(self, doc_id: str) -> Article | None:
         """The stored article that citations' `start`/`end` offsets refer to; None when it is not stored (any

@@ -14,6 +14,7 @@ The test double, `ScriptedLLM`, lives in tests/doubles.py.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,8 +80,35 @@ class LlamaCppLLM:
         self._lock = threading.Lock()
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        with self._lock:
-            try:
+        """The reply piece by piece. The model writes on a thread of its own that holds the lock only while it
+        generates: a consumer slow to take each piece (a browser, a network) never keeps the model from the next
+        question, and closing this iterator stops the generation."""
+        pieces: queue.SimpleQueue[str | LLMError | None] = queue.SimpleQueue()
+        stop = threading.Event()
+        threading.Thread(
+            target=self._generate,
+            args=(list(messages), max_tokens, temperature, pieces, stop),
+            name="llama-generate",
+            daemon=True,
+        ).start()
+        try:
+            while (piece := pieces.get()) is not None:
+                if isinstance(piece, LLMError):
+                    raise piece
+                yield piece
+        finally:
+            stop.set()
+
+    def _generate(
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        temperature: float,
+        pieces: queue.SimpleQueue[str | LLMError | None],
+        stop: threading.Event,
+    ) -> None:
+        try:
+            with self._lock:
                 prompt = chatml_tokens(messages, self._tokenize)
                 chunks = self._model.create_completion(
                     prompt=prompt,
@@ -89,13 +117,22 @@ class LlamaCppLLM:
                     stop=[CHATML_END],
                     stream=True,
                 )
-                for chunk in chunks:
-                    text = chunk["choices"][0]["text"]  # type: ignore[index]
-                    if text:
-                        yield text
-            except (RuntimeError, ValueError) as exc:
-                logger.error("the local LLM failed: %s", exc)
-                raise LLMError(LLM_FAILED) from exc
+                try:
+                    for chunk in chunks:
+                        if stop.is_set():
+                            break
+                        text = chunk["choices"][0]["text"]  # type: ignore[index]
+                        if text:
+                            pieces.put(text)
+                finally:
+                    chunks.close()  # type: ignore[union-attr]
+        except (RuntimeError, ValueError) as exc:
+            logger.error("the local LLM failed: %s", exc)
+            error = LLMError(LLM_FAILED)
+            error.__cause__ = exc
+            pieces.put(error)
+        finally:
+            pieces.put(None)
 
     def _tokenize(self, text: str, special: bool) -> list[int]:
         return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=special)

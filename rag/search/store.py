@@ -37,6 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -98,7 +99,12 @@ class QdrantStore:
         self.settings = settings
         self.collection = collection
         self.articles_collection = collection + ARTICLES_SUFFIX
-        self._client = _connect(settings)
+        client = _connect(settings)
+        self._edge = isinstance(client, EdgeClient)
+        # embedded Qdrant (local mode) keeps its points in plain dicts and arrays that a write resizes: a read
+        # during a write can fail or see half a point, so its calls take turns, Edge's too (its shards are not
+        # documented as safe to share between threads); a server client is thread-safe
+        self._client = client if settings.url else _OneCallAtATime(client)
         # qdrant-client takes about a second to import; `python -m rag config` and --help do without it
         from qdrant_client import models
 
@@ -108,6 +114,10 @@ class QdrantStore:
         self._in_process = local_mode if in_process_scoring is None else in_process_scoring and local_mode
         self._index: InProcessIndex | None = None
         self._index_lock = threading.Lock()
+        # writes in progress, and a count bumped as each begins and ends: an index built meanwhile is not kept
+        self._write_state = threading.Lock()
+        self._writers = 0
+        self._generation = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -130,7 +140,7 @@ class QdrantStore:
         """Index what was written. Only Qdrant Edge needs telling: a server optimises in the background and
         local mode has no index. Edge blocks the whole process meanwhile (rag/search/edge.py), so callers run
         this where no question waits: at the end of an ingest run, at app start-up."""
-        if isinstance(self._client, EdgeClient) and self.exists():
+        if self._edge and self.exists():
             started = time.perf_counter()
             for name in (self.collection, self.articles_collection):
                 self._client.optimize(name)
@@ -247,10 +257,25 @@ class QdrantStore:
         return "edge" if edge_files.is_file() else None
 
     def drop(self) -> None:
-        self._index = None
-        for name in (self.collection, self.articles_collection):
-            if self._client.collection_exists(name):
-                self._client.delete_collection(name)
+        with self._writing():
+            for name in (self.collection, self.articles_collection):
+                if self._client.collection_exists(name):
+                    self._client.delete_collection(name)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Mark a write: the in-process index goes stale now, and one built while the write ran is dropped."""
+        with self._write_state:
+            self._writers += 1
+            self._generation += 1
+            self._index = None
+        try:
+            yield
+        finally:
+            with self._write_state:
+                self._writers -= 1
+                self._generation += 1
+                self._index = None
 
     def _create_payload_indexes(self) -> None:
         m = self._m
@@ -284,8 +309,18 @@ class QdrantStore:
         written, a re-run sees the article as not ingested and redoes it into the same generation (the record
         has not changed), overwriting rather than duplicating.
         """
+        with self._writing():
+            self._replace_article(article, content_hash, chunks, dense, sparse)
+
+    def _replace_article(
+        self,
+        article: Article,
+        content_hash: str,
+        chunks: Sequence[Chunk],
+        dense: np.ndarray,
+        sparse: Sequence[SparseVector],
+    ) -> None:
         m = self._m
-        self._index = None
         previous = self._stored_version(article.id)
         generation = 0 if previous is None else 1 - previous[0]
         chunks = [chunk.model_copy(update={"generation": generation}) for chunk in chunks]
@@ -312,13 +347,13 @@ class QdrantStore:
         self._write(lambda: self._client.upsert(self.articles_collection, points=[record], wait=True))
 
     def delete_article(self, article_id: str) -> None:
-        self._index = None
-        # chunks first: a kill in between leaves the record, so the next run deletes (or rewrites) the article
-        # again, and a missing record always means no chunks of another generation are left
-        self._write(lambda: self._delete_chunks(article_id))
-        self._write(
-            lambda: self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
-        )
+        with self._writing():
+            # chunks first: a kill in between leaves the record, so the next run deletes (or rewrites) the article
+            # again, and a missing record always means no chunks of another generation are left
+            self._write(lambda: self._delete_chunks(article_id))
+            self._write(
+                lambda: self._client.delete(self.articles_collection, points_selector=[article_point_id(article_id)])
+            )
 
     def _delete_chunks(self, article_id: str, *, only_generation: int | None = None) -> None:
         """Delete an article's chunks: all, or only one generation's."""
@@ -506,7 +541,7 @@ class QdrantStore:
         if self._in_process:
             index = self._local_index()
             ranked = index.dense_top(dense_query, limit, index.mask(filters))
-            return self._hits(ranked, dense_query)
+            return self._hits(index, ranked, dense_query)
         return self._search_single(dense_query.tolist(), DENSE, limit, filters, dense_query)
 
     def search_sparse(
@@ -517,7 +552,7 @@ class QdrantStore:
         if self._in_process:
             index = self._local_index()
             ranked = index.sparse_top(sparse_query.indices, sparse_query.values, limit, index.mask(filters))
-            return self._hits(ranked, None)
+            return self._hits(index, ranked, None)
         query = self._m.SparseVector(indices=sparse_query.indices, values=sparse_query.values)
         return self._search_single(query, SPARSE, limit, filters, None)
 
@@ -608,20 +643,21 @@ class QdrantStore:
             fused = distribution_based_score_fusion(responses, limit=limit)
         else:
             fused = reciprocal_rank_fusion(responses, limit=limit, ranking_constant_k=rrf_k, weights=list(weights))
-        return self._hits([(str(point.id), float(point.score)) for point in fused], dense_query)
+        return self._hits(index, [(str(point.id), float(point.score)) for point in fused], dense_query)
 
-    def _hits(self, ranked: list[tuple[str, float]], dense_query: np.ndarray | None) -> list[Hit]:
-        """Payloads for in-process results; the dense similarity comes from the index, which already holds
-        the vectors, so Qdrant is asked for payloads only."""
+    def _hits(
+        self, index: InProcessIndex, ranked: list[tuple[str, float]], dense_query: np.ndarray | None
+    ) -> list[Hit]:
+        """Payloads for in-process results; the dense similarity comes from the index that ranked them (it
+        already holds the vectors), so Qdrant is asked for payloads only."""
         if not ranked:
             return []
-        index = self._local_index()
         records = self._client.retrieve(self.collection, ids=[pid for pid, _ in ranked], with_payload=True)
         by_id = {str(record.id): record for record in records}
         hits = []
         for pid, score in ranked:
             record = by_id.get(pid)
-            if record is not None:
+            if record is not None:  # a point deleted since the index was built is left out
                 dense_score = index.cosine(pid, dense_query) if dense_query is not None else None
                 hits.append(Hit(chunk=chunk_from_payload(record.payload or {}), score=score, dense_score=dense_score))
         return hits
@@ -631,10 +667,16 @@ class QdrantStore:
         if index is not None:
             return index
         with self._index_lock:
-            if self._index is None:
+            index = self._index
+            if index is None:
                 self.require_collection()
-                self._index = self._build_index()
-            return self._index
+                with self._write_state:
+                    generation = self._generation if self._writers == 0 else None
+                index = self._build_index()
+                with self._write_state:
+                    if generation == self._generation:  # no write ran during the build, or began since
+                        self._index = index
+            return index
 
     def _build_index(self) -> InProcessIndex:
         points: list[IndexedPoint] = []
@@ -692,6 +734,25 @@ def _repeats(fusion: FusionMethod, weight: float, weights: Sequence[float]) -> i
         if all(abs(r * m - round(r * m)) < 0.05 and round(r * m) <= MAX_LISTINGS for r in ratios)
     )
     return min(MAX_LISTINGS, max(1, round(weight / lightest * next(exact, 1))))
+
+
+class _OneCallAtATime:
+    """A client whose method calls take turns (see QdrantStore.__init__)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 def _connect(settings: QdrantSettings) -> Any:

@@ -63,6 +63,8 @@ class TermAnalyzer:
 
     def __init__(self) -> None:
         self._stemmer = snowballstemmer.stemmer("english")
+        # a snowball stemmer keeps the word it works on in the instance: two threads at once garble each other's
+        self._stem_lock = threading.Lock()
 
     def terms(self, text: str) -> dict[str, float]:
         return self._analyse(text, with_sound_keys=False)[0]
@@ -114,7 +116,9 @@ class TermAnalyzer:
             for part in re.split(r"[-'’]", word.lower()):
                 if len(part) < 2 or part in ENGLISH_STOPWORDS:
                     continue
-                counts[self._stemmer.stemWord(part)] += 1.0
+                with self._stem_lock:
+                    stem = self._stemmer.stemWord(part)
+                counts[stem] += 1.0
 
 
 def _add_sound_keys(text: str, tokens: list[Token], keys: defaultdict[str, float]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class Lexicon:
     def __init__(self, entries: dict[str, tuple[str, ...]], stopwords: frozenset[str] = frozenset()) -> None:
         self.entries = entries
         self.stopwords = stopwords
-        self._stem = snowballstemmer.stemmer("english").stemWord
+        self._stemmer = snowballstemmer.stemmer("english")
+        self._stem_lock = threading.Lock()  # the stemmer keeps its word in the instance: one thread at a time
 
     @classmethod
     def load(cls, path: Path, stopwords: frozenset[str] = frozenset()) -> Lexicon:
@@ -101,7 +103,8 @@ class Lexicon:
         return parts
 
     def _key(self, word: str) -> str:
-        return self._stem(word.removesuffix("'s"))
+        with self._stem_lock:
+            return str(self._stemmer.stemWord(word.removesuffix("'s")))
 
 
 class NoLexicon(Lexicon):
