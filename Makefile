@@ -60,11 +60,11 @@ test-fast: setup
 	$(PYTHON) -m pytest -m "not slow and not llm and not browser"
 
 lint: setup
-	$(VENV)/bin/ruff check rag ingest eval tests app.py $(wildcard api)
-	$(VENV)/bin/ruff format --check rag ingest eval tests app.py $(wildcard api)
+	$(VENV)/bin/ruff check rag ingest eval api tests app.py
+	$(VENV)/bin/ruff format --check rag ingest eval api tests app.py
 
 typecheck: setup
-	$(VENV)/bin/mypy rag ingest eval app.py $(wildcard api)
+	$(VENV)/bin/mypy rag ingest eval api app.py
 
 bench: bench-ingest bench-retrieval bench-hostile
 

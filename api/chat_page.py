@@ -448,6 +448,9 @@ def mount_chat_page(app: FastAPI, service: RagService, *, allow_upload: bool = T
     import gradio as gr  # here, not at module level: see the module's docstring
 
     demo = build_chat_page(service, allow_upload=allow_upload)
+    # the page's answers wait in Gradio's own queue, bounded and as wide as the API's (api/admission.py)
+    limits = service.settings.api
+    demo.queue(default_concurrency_limit=limits.max_inflight, max_size=limits.queue_depth)
     app.add_middleware(PagePolicy)
     upload_limit = int(service.settings.api.max_upload_mb * (1 << 20))
     return gr.mount_gradio_app(

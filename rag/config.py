@@ -6,14 +6,16 @@ and `RAG_OPENAI_BASE_URL` sets `openai.base_url` (the names CONTRACT.md promises
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.calibration import (
     AUTO_EMBEDDING,
@@ -357,7 +359,18 @@ class IngestSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    key: SecretStr | None = Field(None, description="When set, /v1/* requires `Authorization: Bearer <key>`.")
+    key: SecretStr | None = Field(
+        None,
+        description="When set, nothing but the probes is served without it: /v1/* and /metrics take "
+        "`Authorization: Bearer <key>`, the chat page a sign-in with the key (or a user of `users_file`). "
+        "Set but blank is an error, never 'no key'.",
+    )
+    users_file: Path | None = Field(
+        None,
+        description="Named sign-ins for the chat page, one `name:scrypt-hash` a line (`python -m api add-user "
+        "NAME` writes them); needs `key`, which the API keeps using.",
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 90, description="How long a chat-page sign-in lasts.")
     upload_dir: Path = Field(Path("storage/uploads"), description="Where files sent to POST /v1/ingest are kept.")
     max_request_mb: float = Field(4.0, gt=0, description="Largest body /v1/answer and /v1/search accept (413 past it).")
     max_upload_mb: float = Field(200.0, gt=0, description="Largest upload (all files together) /v1/ingest accepts.")
@@ -371,6 +384,39 @@ class ApiSettings(BaseModel):
         "the documents past it are reported as failed, to be sent in another request. Bounds the time one request "
         "keeps the service busy.",
     )
+    max_inflight: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Answers and searches worked on at once (each holds a worker thread). Those waiting on a "
+        "remote LLM wait together; CPU-bound steps share the cores.",
+    )
+    queue_depth: int = Field(
+        32, ge=0, le=10_000, description="Requests that may wait for a free slot; past it the API answers 503."
+    )
+    request_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest an answer or search may take, queueing included; then its work is stopped and the "
+        "caller gets 503 (still queued) or 504 (running).",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # an empty variable must not silently mean "no authentication"
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but blank; set a key, or unset the variable to serve without one")
+        return value
+
+    @model_validator(mode="after")
+    def _users_need_key(self) -> ApiSettings:
+        if self.users_file is not None and self.key is None:
+            raise ValueError("RAG_API_USERS_FILE needs RAG_API_KEY (the API's key; sign-ins are signed with it)")
+        return self
+
+    def key_bytes(self) -> bytes | None:
+        return self.key.get_secret_value().encode("utf-8") if self.key else None
 
 
 class FeedbackSettings(BaseModel):
@@ -394,8 +440,17 @@ class Settings(BaseSettings):
     collection: str = Field(
         "news", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$", description="Qdrant collection name."
     )
-    host: str = Field("127.0.0.1", description="Address `python app.py` binds to.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address `python app.py` binds to; loopback unless set (`0.0.0.0` for every interface).",
+    )
     port: int = Field(8000, ge=1, le=65535, description="Port `python app.py` listens on.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (`https://qa.example.org`) whose pages may call the app and names clients may reach it "
+        "by, beyond localhost and `host`; comma-separated or a JSON list; `*` turns the Host/Origin check off. "
+        "Other `Host` or cross-site `Origin` headers get 403 (DNS rebinding, cross-site form posts).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     models: ModelSettings = ModelSettings()
     qdrant: QdrantSettings = QdrantSettings()
@@ -407,6 +462,26 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     ingest: IngestSettings = IngestSettings()
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin.rstrip("/")):
+                raise ValueError(
+                    f"{origin!r} is not an origin; write scheme://host[:port], e.g. https://qa.example.org"
+                )
+        return [origin.rstrip("/").lower() for origin in value]
 
     @model_validator(mode="after")
     def _openai_backend_needs_endpoint(self) -> Settings:

@@ -43,6 +43,7 @@ def make_settings(tmp_path: Path, **changes: object) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         collection="test",
         qdrant=QdrantSettings(path=tmp_path / "qdrant"),
+        allowed_origins=["http://testserver"],  # the Host name FastAPI's TestClient sends
     )
     base.models.dir = models_dir()
     # the slow suite's real model is the small one (quick to ingest into each test's collection); the default,

@@ -374,14 +374,14 @@ def test_article_returns_the_stored_text_or_none(page: ChatPage) -> None:
 # ---- the page as served ---------------------------------------------------------------------------------
 
 
-def _served_element_ids(settings: Settings) -> tuple[set[str], Any]:
+def _served_element_ids(settings: Settings, headers: dict[str, str] | None = None) -> tuple[set[str], Any]:
     from fastapi.testclient import TestClient
 
     from app import create_app
 
     service = RagService(settings, embedder=FakeEmbedder())
     try:
-        with TestClient(create_app(service)) as client:
+        with TestClient(create_app(service), headers=headers) as client:
             page = client.get("/")
             config = client.get("/config").json()
     finally:
@@ -396,11 +396,13 @@ def test_the_page_carries_its_content_security_policy_and_offers_uploads_on_a_ke
     assert "img-src 'self' data: blob:" in policy and "connect-src 'self'" in policy and "frame-src 'none'" in policy
 
 
-def test_with_an_api_key_the_page_offers_no_upload(settings: Settings) -> None:
+def test_with_an_api_key_the_page_and_its_upload_are_behind_it(settings: Settings) -> None:
     from pydantic import SecretStr
 
     keyed = settings.model_copy(
         update={"api": ApiSettings(key=SecretStr("s3cret"), upload_dir=settings.api.upload_dir)}
     )
-    elements, _ = _served_element_ids(keyed)
-    assert "conversation" in elements and "upload-files" not in elements and "upload" not in elements
+    with pytest.raises(KeyError):  # without credentials the page's configuration is not served at all
+        _served_element_ids(keyed)
+    elements, _ = _served_element_ids(keyed, headers={"Authorization": "Bearer s3cret"})
+    assert "conversation" in elements and "upload-files" in elements

@@ -16,6 +16,7 @@ import pytest
 from fastapi import UploadFile
 from fastapi.testclient import TestClient
 
+from api.uploads import ingest_uploads
 from app import create_app
 from ingest import pipeline
 from ingest.pipeline import build_ingestor
@@ -30,8 +31,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HANG_SECONDS = 120  # hang detection only: every wait below ends in well under a second when nothing is wrong
 
 
-def _upload_endpoint(app: Any) -> Any:
-    return next(route.endpoint for route in app.routes if getattr(route, "path", None) == "/v1/ingest")
+def _upload_endpoint(service: RagService) -> Any:
+    """What POST /v1/ingest runs for one request, callable from two threads at once (the app itself takes
+    uploads one at a time; the module must not rely on that)."""
+
+    def ingest_files(files: list[UploadFile]) -> dict[str, Any]:
+        return ingest_uploads(service, [(upload.filename, upload.file) for upload in files]).to_json()
+
+    return ingest_files
 
 
 # --- the namespace of uploads --------------------------------------------------------------------------
@@ -113,8 +120,7 @@ class _HalfWritten(io.RawIOBase):
 
 def test_two_uploads_with_one_name_never_read_each_others_half_written_file(settings: Settings) -> None:
     service = RagService(settings, embedder=FakeEmbedder())
-    app = create_app(service, with_ui=False)
-    ingest_files = _upload_endpoint(app)
+    ingest_files = _upload_endpoint(service)
     slow_text = "느린 업로드의 문장이다. " * 400
     fast_text = "빠른 업로드의 문장이다. " * 50
     resume = threading.Event()

@@ -1,7 +1,7 @@
-"""What the HTTP edge checks before a request reaches a route: API key, body size, method and path.
+"""What the HTTP edge checks before a request reaches a route: body size, method and path (who may ask at all is
+api/access.py's job, one layer further out).
 
 Why a pure ASGI middleware rather than FastAPI dependencies:
-- the API key is checked before the body is read, so an anonymous caller gets 401, not a JSON parse error;
 - a body over the cap is refused (413) before it is buffered or parsed;
 - the chat page is mounted at `/`, so without this every unknown `/v1/...` path, wrong method or trailing
   slash fell through to Gradio and got its `{"detail": "Not Found"}` instead of the API's error shape.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -31,8 +30,11 @@ ROUTES: dict[str, frozenset[str]] = {
     "/v1/answer": frozenset({"POST"}),
     "/v1/search": frozenset({"POST"}),
     "/v1/ingest": frozenset({"POST"}),
+    "/v1/chat/completions": frozenset({"POST"}),
+    "/v1/models": frozenset({"GET"}),
     "/healthz": frozenset({"GET", "HEAD"}),
     "/readyz": frozenset({"GET", "HEAD"}),
+    "/metrics": frozenset({"GET"}),
 }
 UPLOAD_ROUTE = "/v1/ingest"
 
@@ -42,11 +44,10 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 class ApiGuard:
-    """ASGI middleware for `/v1/*`, `/healthz` and `/readyz`; every other path passes through untouched."""
+    """ASGI middleware for `/v1/*`, the probes and `/metrics`; every other path passes through untouched."""
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_request_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_request_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
-        self.api_key = api_key.encode("utf-8") if api_key else None
         self.max_request_bytes, self.max_upload_bytes = max_request_bytes, max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,38 +60,28 @@ class ApiGuard:
             await self.app(scope, receive, send)
             return
         if route not in ROUTES:
-            await _respond(
+            await send_error(
                 send,
                 404,
                 "not_found",
-                f"no endpoint {path}; the API is POST /v1/answer, /v1/search, /v1/ingest (see /docs)",
+                f"no endpoint {path}; the API is POST /v1/answer, /v1/search, /v1/ingest, /v1/chat/completions "
+                "and GET /v1/models (see /docs)",
             )
             return
         allowed = ROUTES[route]
         if scope["method"] not in allowed:
             methods = ", ".join(sorted(allowed))
-            await _respond(
+            await send_error(
                 send, 405, "method_not_allowed", f"{route} accepts {methods}", [(b"allow", methods.encode())]
             )
-            return
-        if route.startswith("/v1/") and not self._authorized(scope):
-            await _respond(send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
             return
         limit = self.max_upload_bytes if route == UPLOAD_ROUTE else self.max_request_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _respond(send, 413, "payload_too_large", _too_large(route, limit))
+            await send_error(send, 413, "payload_too_large", _too_large(route, limit))
             return
         scope = dict(scope, path=route, raw_path=route.encode())  # "/v1/answer/" is "/v1/answer"
         await self.app(scope, _capped(receive, limit, route), send)
-
-    def _authorized(self, scope: Scope) -> bool:
-        if self.api_key is None:
-            return True
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
-        # bytes, not str: compare_digest refuses non-ASCII strings, and a header is whatever the client sent
-        return scheme.lower() == b"bearer" and secrets.compare_digest(token.strip(), self.api_key)
 
 
 class UnexpectedErrors:
@@ -117,7 +108,7 @@ class UnexpectedErrors:
             if started:
                 raise
             logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
-            await _respond(send, 500, "internal_error", "unexpected server error; see the server log")
+            await send_error(send, 500, "internal_error", "unexpected server error; see the server log")
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -157,9 +148,10 @@ def _capped(receive: Receive, limit: int, route: str) -> Receive:
     return wrapped
 
 
-async def _respond(
+async def send_error(
     send: Send, status: int, code: str, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    """A whole JSON error response, sent from a middleware (before any route ran)."""
     body = json.dumps(error_body(code, message), ensure_ascii=False).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
