@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup models models-llm models-embeddinggemma browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-hostile bench-eval bench-answer bench-refusal bench-scale clean
+.PHONY: help setup models models-llm models-embeddinggemma browser ingest run test test-fast lint typecheck bench bench-ingest bench-retrieval bench-hostile bench-eval bench-answer bench-refusal bench-scale bench-serve clean
 
 help:
 	@echo "make run        - set up everything, ingest data/, serve the chat page and API"
@@ -90,6 +90,10 @@ bench-refusal: models
 # embedded engines at 10k / 100k / 1M chunks (hours on 2 cores; ~25 GB of disk at 1M, under storage/bench)
 bench-scale: models
 	$(PYTHON) -m eval bench-scale
+
+# the running app under concurrent clients (extractive; the local LLM too when `make models-llm` provided it)
+bench-serve: ingest
+	$(PYTHON) -m eval bench-serve
 
 clean:
 	rm -rf storage reports .pytest_cache .mypy_cache .ruff_cache

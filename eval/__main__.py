@@ -17,7 +17,7 @@ from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from eval import bench, bench_answer, bench_hostile, bench_refusal, bench_scale  # noqa: E402
+from eval import bench, bench_answer, bench_hostile, bench_refusal, bench_scale, bench_serve  # noqa: E402
 from eval.datasets import write_jsonl  # noqa: E402
 from eval.feedback import feedback_questions  # noqa: E402
 from eval.report import format_summary  # noqa: E402
@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     answer.add_argument("--repeats", type=int, default=2, metavar="N", help="passes over the questions")
     answer.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     _add_bench_scale(commands)
+    serve = commands.add_parser(
+        "bench-serve", help="clients asking the running app at once: throughput, p50/p95/p99, 503s"
+    )
+    serve.add_argument("--clients", type=int, default=16, metavar="N", help="concurrent clients, extractive")
+    serve.add_argument("--seconds", type=float, default=30, metavar="T", help="measured time, extractive")
+    serve.add_argument("--llm-clients", type=int, default=2, metavar="N", help="concurrent clients, local LLM")
+    serve.add_argument("--llm-seconds", type=float, default=60, metavar="T", help="measured time, local LLM")
+    serve.add_argument("--url", help="measure this running app (e.g. http://127.0.0.1:8000) instead of starting one")
+    serve.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
     refusal = commands.add_parser("bench-refusal", help="measure the refusal thresholds on in/out-of-index questions")
     refusal.add_argument("--per-side", type=int, default=100, metavar="N", help="questions with / without source")
     refusal.add_argument("--json", action="store_true", help="print only a JSON object on stdout")
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None, *, settings: Settings | None = None, emb
 def _check_numbers(args: argparse.Namespace) -> str | None:
     if getattr(args, "limit", None) is not None and args.limit < 1:
         return "--limit must be at least 1"
+    for name in ("clients", "llm_clients", "seconds", "llm_seconds"):
+        if getattr(args, name, None) is not None and getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive"
     if getattr(args, "top_k", None) is not None and not 1 <= args.top_k <= 100:
         return "--top-k must be between 1 and 100"
     return None
@@ -217,6 +229,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings, embedder: Embedder |
         return _print_outcome(outcome.metrics, outcome.out_dir, args.json)
     if args.command == "bench-answer":
         bench_answer.run(args.backends, repeats=args.repeats, as_json=args.json)
+        return 0
+    if args.command == "bench-serve":
+        bench_serve.run(
+            settings,
+            clients=args.clients,
+            seconds=args.seconds,
+            llm_clients=args.llm_clients,
+            llm_seconds=args.llm_seconds,
+            url=args.url,
+            as_json=args.json,
+        )
         return 0
     if args.command == "bench-refusal":
         bench_refusal.run(per_side=args.per_side, as_json=args.json)
