@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.admission import Overloaded
 from api.guard import BodyTooLarge, error_body
+from api.workers import ClientGone
 from rag.errors import InputError, RagError
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -32,6 +35,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
         return rag_error_response(exc)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: Request, __: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it; the metrics count it
 
 
 def rag_error_response(exc: RagError) -> JSONResponse:

@@ -110,6 +110,8 @@ class Workers:
         finally:
             gone.cancel()
             token.cancel()  # harmless once the work is done; otherwise it stops at its next check
+            if not future.done():
+                future.add_done_callback(_abandoned)
 
     async def stream(self, work: Callable[[CancelToken], Iterator[T]]) -> AsyncIterator[T | Keepalive]:
         """Admit now (Overloaded is raised here, before a response starts), then the items `work` yields, as
@@ -180,6 +182,16 @@ class Workers:
 
     def _timeout_message(self) -> str:
         return f"no answer within {self.timeout_s:g} s (RAG_API_REQUEST_TIMEOUT_S); the work was stopped"
+
+
+def _abandoned(future: asyncio.Future[Any]) -> None:
+    """The end of work whose caller stopped waiting: told to stop, it raises Cancelled; anything else is logged
+    (nobody else will see it)."""
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None and not isinstance(error, Cancelled):
+        logger.warning("work whose caller had left failed: %s", error, exc_info=error)
 
 
 def _remaining(deadline: float) -> float | None:

@@ -159,6 +159,11 @@ def test_a_wrong_key_signs_nobody_in(secured_client: TestClient) -> None:
     assert secured_client.get("/config").status_code == 401
 
 
+def test_the_open_sign_in_form_takes_no_large_body(secured_client: TestClient) -> None:
+    response = secured_client.post("/login", data={"password": "x" * (5 << 20)})
+    assert response.status_code == 413
+
+
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:x"])
 def test_the_sign_in_redirects_only_within_the_site(secured_client: TestClient, target: str) -> None:
     response = secured_client.post("/login", data={"password": KEY, "next": target})
@@ -284,3 +289,36 @@ def test_gradio_client_gets_nothing_without_the_key(tmp_path_factory: pytest.Tem
         keyed = Client(url, headers={"Authorization": f"Bearer {KEY}"}, verbose=False, analytics_enabled=False)
         assert isinstance(keyed.view_api(print_info=False, return_format="dict"), dict)
     service.close()
+
+
+def test_serving_without_a_key_says_who_can_reach_it(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from api.serve import warn_about_exposure
+
+    with caplog.at_level("WARNING"):
+        warn_about_exposure(settings)
+    assert "RAG_API_KEY is not set" in caplog.text and "this machine" in caplog.text
+    caplog.clear()
+    everywhere = settings.model_copy(update={"host": "0.0.0.0", "allowed_origins": []})
+    with caplog.at_level("WARNING"):
+        warn_about_exposure(everywhere)
+    assert "anyone who can reach 0.0.0.0:8000" in caplog.text and "RAG_ALLOWED_ORIGINS" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_about_exposure(_secured(settings))
+    assert not caplog.text
+
+
+def test_add_user_command_writes_a_user_who_can_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from api.__main__ import main
+
+    users = tmp_path / "users"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["add-user", "minji", "--file", str(users)]) == 0
+    assert verify_password("a long password", load_users(users)["minji"])
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["add-user", "joon", "--file", str(users)]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err

@@ -162,13 +162,19 @@ def test_a_client_that_leaves_a_stream_stops_its_generation(settings: Settings) 
         assert _wait_until(lambda: _idle(url))
 
 
-def test_a_client_that_stops_waiting_for_an_answer_stops_its_generation(settings: Settings) -> None:
+def test_a_client_that_stops_waiting_for_an_answer_stops_its_generation(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = FakeOpenAIServer(LONG_REPLY, delay_s=0.0, pieces=len(LONG_REPLY), piece_delay_s=0.25)
-    with running_app(settings, fake) as url:
+    with running_app(settings, fake) as url, caplog.at_level("WARNING"):
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(f"{url}/v1/answer", json=QUESTION, timeout=1.0)
         assert _wait_until(lambda: fake.disconnected == 1, seconds=STOP_WITHIN_S)
         assert _wait_until(lambda: _idle(url))
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    assert 'rag_rejected_requests_total{reason="client_gone"} 1.0' in metrics
+    assert 'route="/v1/answer",status="499"' in metrics
+    assert not [record for record in caplog.records if record.levelname in ("WARNING", "ERROR")]  # a normal event
 
 
 def test_readiness_while_busy_and_while_stuck(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
