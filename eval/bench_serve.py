@@ -73,8 +73,11 @@ def run(
         else:
             sys.stderr.write(f"{settings.llm_model_path()} is missing: the local LLM is not measured\n")
         for name, backend, count, duration in plans:
+            # extractive: every question once, so each is measured warm; with an LLM one question warms the
+            # article's sentence vectors and the index, and generation dominates anyway
+            warm_up = None if backend == "none" else 1
             with _served_app(backend) as served_url:
-                results[name] = drive(served_url, key, clients=count, seconds=duration)
+                results[name] = drive(served_url, key, clients=count, seconds=duration, warm_up=warm_up)
     if as_json:
         sys.stdout.write(json.dumps(results, ensure_ascii=False) + "\n")
     else:
@@ -82,11 +85,12 @@ def run(
     return results
 
 
-def drive(url: str, key: str | None, *, clients: int, seconds: float) -> dict[str, Any]:
+def drive(url: str, key: str | None, *, clients: int, seconds: float, warm_up: int | None = None) -> dict[str, Any]:
+    """`warm_up`: questions asked before the clock starts (None: all of them)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     questions = QUESTIONS + UNANSWERABLE
     with httpx.Client(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT_S) as warm:
-        for question in questions:  # sentence vectors and the index are built once, before the clock starts
+        for question in questions[:warm_up]:  # sentence vectors and the index are built before the clock starts
             warm.post("/v1/answer", json={"question": question})
     tally = Tally()
     stop_at = time.monotonic() + seconds
@@ -131,13 +135,17 @@ def summarise(tally: Tally, *, clients: int, elapsed_s: float) -> dict[str, Any]
 
 
 def format_results(results: dict[str, Any]) -> str:
-    lines = ["| run | clients | seconds | answers/s | p50 ms | p95 ms | p99 ms | 503 | errors |", "|" + "---|" * 9]
+    lines = [
+        "| run | clients | seconds | answers/s | p50 ms | p95 ms | p99 ms | 503 | errors | statuses |",
+        "|" + "---|" * 10,
+    ]
     for name, result in results.items():
         latency = result["latency_ms"]
+        statuses = ", ".join(f"{status}: {count}" for status, count in result["statuses"].items())
         lines.append(
             f"| {name} | {result['clients']} | {result['seconds']} | {result['throughput_per_s']} | "
             f"{latency['p50']} | {latency['p95']} | {latency['p99']} | {result['overloaded_503']} | "
-            f"{result['errors']} |"
+            f"{result['errors']} | {statuses} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -150,15 +158,16 @@ def _ensure_ingested(settings: Settings) -> None:
         store.close()
     if empty:
         sys.stderr.write(f"collection {settings.collection!r} is empty: ingesting data/ first\n")
-        subprocess.run([sys.executable, "-m", "ingest", "data/"], cwd=PROJECT_ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "ingest", "data/"], cwd=PROJECT_ROOT, check=True, stdout=sys.stderr)
 
 
 @contextmanager
 def _served_app(backend: str) -> Iterator[str]:
     """`python app.py` with the given LLM backend on a free loopback port; its URL once ready."""
     port = _free_port()
-    env = dict(os.environ, RAG_LLM_BACKEND=backend, RAG_HOST="127.0.0.1", RAG_PORT=str(port))
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env)
+    # warnings only (no access log), and to stderr: stdout carries the results (one JSON object with --json)
+    env = dict(os.environ, RAG_LLM_BACKEND=backend, RAG_HOST="127.0.0.1", RAG_PORT=str(port), RAG_LOG_LEVEL="WARNING")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=sys.stderr)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_until_ready(url, process)
