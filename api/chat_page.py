@@ -13,6 +13,7 @@ time to hand them the request or a click's data, so this module keeps its annota
 `from __future__ import annotations`).
 """
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -34,8 +35,9 @@ from api.page_html import (
     render_notice,
 )
 from api.page_text import DEFAULT_LANGUAGE, pick_language, text
-from api.uploads import ingest_uploads
+from api.uploads import IngestUploads, Upload, ingest_uploads
 from ingest.loaders.base import SUPPORTED_SUFFIXES
+from ingest.pipeline import IngestReport
 from rag.errors import InputError, RagError
 from rag.feedback import Feedback, FeedbackStore, Rating, utc_now
 from rag.service import RagService
@@ -112,10 +114,20 @@ class ChatPage:
     `update` is Gradio's `gr.update`, handed in so that this class needs no gradio import of its own.
     """
 
-    def __init__(self, service: RagService, feedback: FeedbackStore, update: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        service: RagService,
+        feedback: FeedbackStore,
+        update: Callable[..., Any],
+        *,
+        ingest: IngestUploads | None = None,
+    ) -> None:
+        """`ingest` runs an upload; the app hands in the one it gives POST /v1/ingest (one line for both edges).
+        Without it, uploads run on a thread of their own."""
         self.service = service
         self.feedback = feedback
         self.update = update
+        self.ingest = ingest or self._ingest_on_a_thread
 
     # ---- asking ----------------------------------------------------------------------------------
 
@@ -249,14 +261,14 @@ class ChatPage:
 
     # ---- uploading -------------------------------------------------------------------------------
 
-    def upload(self, paths: Sequence[str] | None, language: str) -> tuple[Any, ...]:
-        """The chosen files through the same pipeline, names and limits as POST /v1/ingest."""
+    async def upload(self, paths: Sequence[str] | None, language: str) -> tuple[Any, ...]:
+        """The chosen files through the same pipeline, names, limits and queue as POST /v1/ingest."""
         if not paths:
             return render_notice(text(language, "no_files"), "error"), self.update(), self.update()
         try:
             with ExitStack() as files:
                 uploads = [(Path(path).name, files.enter_context(Path(path).open("rb"))) for path in paths]
-                report = ingest_uploads(self.service, uploads)
+                report = await self.ingest(uploads)
         except RagError as exc:
             return render_notice(exc.message, "error"), self.update(), self.update()
         summary = report.to_json()
@@ -277,6 +289,9 @@ class ChatPage:
         notices = "".join(render_notice(line, kind if i else "info") for i, line in enumerate(lines))
         return notices, self.source_choices(language), None
 
+    async def _ingest_on_a_thread(self, uploads: Sequence[Upload]) -> IngestReport:
+        return await asyncio.to_thread(ingest_uploads, self.service, uploads)
+
     # ---- page load -------------------------------------------------------------------------------
 
     def source_choices(self, language: str) -> Any:
@@ -290,12 +305,12 @@ class ChatPage:
 
 
 def build_chat_page(
-    service: RagService, *, feedback: FeedbackStore | None = None, allow_upload: bool = True
+    service: RagService, *, feedback: FeedbackStore | None = None, ingest: IngestUploads | None = None
 ) -> "gr.Blocks":
-    """The page's layout and wiring. `allow_upload` shows the article upload (for signed-in readers)."""
+    """The page's layout and wiring. `ingest`: how uploads are run (see ChatPage)."""
     import gradio as gr  # here, not at module level: see the module's docstring
 
-    page = ChatPage(service, feedback or FeedbackStore(service.settings.feedback.path), gr.update)
+    page = ChatPage(service, feedback or FeedbackStore(service.settings.feedback.path), gr.update, ingest=ingest)
     language = DEFAULT_LANGUAGE
     top_k = min(MAX_PASSAGES, service.settings.retrieval.top_k)
     with gr.Blocks(title=text(language, "title"), analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
@@ -344,22 +359,21 @@ def build_chat_page(
                         max_height=640,
                         js_on_load=ARTICLE_VIEW_JS,
                     )
-                upload_parts: list[Any] = []
-                if allow_upload:
-                    with gr.Accordion(text(language, "upload"), open=False) as upload_box:
-                        files = gr.File(
-                            file_count="multiple",
-                            file_types=sorted(SUPPORTED_SUFFIXES),
-                            label=text(language, "upload_files"),
-                            elem_id="upload-files",
-                        )
-                        upload = gr.Button(text(language, "upload_button"), elem_id="upload")
-                        upload_result = gr.HTML("", elem_id="upload-result")
-                    upload_parts = [upload_box, files, upload]
+                # who may add articles is decided before the page is served: with a key, only the signed-in
+                # see it at all (api/access.py)
+                with gr.Accordion(text(language, "upload"), open=False) as upload_box:
+                    files = gr.File(
+                        file_count="multiple",
+                        file_types=sorted(SUPPORTED_SUFFIXES),
+                        label=text(language, "upload_files"),
+                        elem_id="upload-files",
+                    )
+                    upload = gr.Button(text(language, "upload_button"), elem_id="upload")
+                    upload_result = gr.HTML("", elem_id="upload-result")
 
         def load(request: gr.Request) -> tuple[Any, ...]:
             chosen = pick_language(request.headers.get("accept-language"))
-            updates = [
+            return (
                 chosen,
                 render_header(chosen),
                 render_conversation([], chosen),
@@ -374,14 +388,10 @@ def build_chat_page(
                 gr.update(label=text(chosen, "passages")),
                 gr.update(label=text(chosen, "article")),
                 render_article_placeholder(chosen),
-            ]
-            if allow_upload:
-                updates += [
-                    gr.update(label=text(chosen, "upload")),
-                    gr.update(label=text(chosen, "upload_files")),
-                    gr.update(value=text(chosen, "upload_button")),
-                ]
-            return tuple(updates)
+                gr.update(label=text(chosen, "upload")),
+                gr.update(label=text(chosen, "upload_files")),
+                gr.update(value=text(chosen, "upload_button")),
+            )
 
         label_outputs = [
             language_state,
@@ -398,7 +408,9 @@ def build_chat_page(
             passages,
             article_box,
             article_view,
-            *upload_parts,
+            upload_box,
+            files,
+            upload,
         ]
         demo.load(load, None, label_outputs, api_visibility="private")
 
@@ -437,17 +449,16 @@ def build_chat_page(
             [turns, conversation, article_view, comment_row, notice],
             api_visibility="private",
         )
-        if allow_upload:
-            upload.click(page.upload, [files, language_state], [upload_result, source, files], api_visibility="private")
+        upload.click(page.upload, [files, language_state], [upload_result, source, files], api_visibility="private")
     return demo
 
 
-def mount_chat_page(app: FastAPI, service: RagService, *, allow_upload: bool = True) -> FastAPI:
+def mount_chat_page(app: FastAPI, service: RagService, *, ingest: IngestUploads | None = None) -> FastAPI:
     """Serve the chat page at `/` of `app` (the API's routes keep their paths), its HTML under the page's
     Content-Security-Policy."""
     import gradio as gr  # here, not at module level: see the module's docstring
 
-    demo = build_chat_page(service, allow_upload=allow_upload)
+    demo = build_chat_page(service, ingest=ingest)
     # the page's answers wait in Gradio's own queue, bounded and as wide as the API's (api/admission.py)
     limits = service.settings.api
     demo.queue(default_concurrency_limit=limits.max_inflight, max_size=limits.queue_depth)

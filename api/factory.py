@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,7 +17,9 @@ from api.guard import ApiGuard, UnexpectedErrors
 from api.login import load_users, sign_in_router
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import api_router
+from api.uploads import Upload, ingest_uploads
 from api.workers import Workers
+from ingest.pipeline import IngestReport
 from rag.config import get_settings
 from rag.service import RagService
 
@@ -41,6 +43,13 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     workers = Workers(admission, timeout_s=limits.request_timeout_s, on_rejection=rejected)
     ingest_workers = Workers(ingest_admission, timeout_s=None, name="rag-ingest", on_rejection=rejected)
 
+    async def ingest_in_line(uploads: Sequence[Upload]) -> IngestReport:
+        """POST /v1/ingest and the page's upload alike: on the one ingest worker, in one line (503 past its
+        queue), each to its end even if its client leaves (the files it reads close with the request)."""
+        report = await ingest_workers.run(None, lambda token: ingest_uploads(service, uploads))
+        metrics.observe_ingest(report.to_json())
+        return report
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -55,7 +64,7 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     )
     app.state.service = service
     install_error_handlers(app)
-    app.include_router(api_router(service, workers, ingest_workers, metrics))
+    app.include_router(api_router(service, workers, ingest_in_line, metrics))
     app.include_router(chat_completions_router(service, workers, metrics.observe_answer))
     app.include_router(sign_in_router(key, users))
 
@@ -79,5 +88,5 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
     app.add_middleware(UnexpectedErrors)  # outermost: it also covers the guards
 
     if with_ui:  # behind the same guards: with a key set, the page and its uploads need a sign-in
-        app = mount_chat_page(app, service)
+        app = mount_chat_page(app, service, ingest=ingest_in_line)
     return app

@@ -57,9 +57,12 @@ class Metrics:
             registry=self.registry,
         )
         self.ingest_documents = Counter(
-            "rag_ingest_documents", "Documents sent to /v1/ingest by outcome.", ["outcome"], registry=self.registry
+            "rag_ingest_documents",
+            "Documents uploaded (POST /v1/ingest or the chat page) by outcome.",
+            ["outcome"],
+            registry=self.registry,
         )
-        self.ingest_chunks = Counter("rag_ingest_chunks", "Chunks written by /v1/ingest.", registry=self.registry)
+        self.ingest_chunks = Counter("rag_ingest_chunks", "Chunks written for uploads.", registry=self.registry)
         for name, help_text, value in (
             ("rag_queue_depth", "Answer and search requests waiting for a worker.", lambda: admission.waiting),
             ("rag_inflight", "Answer and search requests being worked on.", lambda: admission.running),

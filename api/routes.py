@@ -18,14 +18,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api.guard import error_body
 from api.metrics import Metrics
 from api.schemas import AnswerRequest, SearchHit, SearchRequest, SearchResponse
-from api.uploads import ingest_uploads
+from api.uploads import IngestUploads
 from api.workers import KEEPALIVE, CancelToken, Workers, close_iterator, collect
 from rag.errors import RagError
 from rag.service import RagService
 from rag.types import Answer
 
 
-def api_router(service: RagService, workers: Workers, ingest_workers: Workers, metrics: Metrics) -> APIRouter:
+def api_router(service: RagService, workers: Workers, ingest: IngestUploads, metrics: Metrics) -> APIRouter:
     router = APIRouter()
 
     # the probes run on the event loop and take no worker: a long ingest or a full queue must not make a load
@@ -85,11 +85,8 @@ def api_router(service: RagService, workers: Workers, ingest_workers: Workers, m
     @router.post("/v1/ingest")
     async def ingest_upload(files: list[UploadFile]) -> dict[str, Any]:
         """Ingest uploaded files through the running app (the embedded store allows one process)."""
-        # one upload at a time, to its end even if the client leaves: the files it reads close with the request
-        uploads = [(upload.filename, upload.file) for upload in files]
-        report = await ingest_workers.run(None, lambda token: ingest_uploads(service, uploads).to_json())
-        metrics.observe_ingest(report)
-        return report
+        report = await ingest([(upload.filename, upload.file) for upload in files])
+        return report.to_json()
 
     @router.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

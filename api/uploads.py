@@ -13,8 +13,10 @@ The embedded store allows one process, so while the app runs, uploads are how ar
   when saving or ingesting fails.
 - Bounded: at most RAG_API_MAX_UPLOAD_FILES files of RAG_API_MAX_UPLOAD_MB together (checked while saving,
   for the page; the HTTP guard refuses a larger body before), and documents past RAG_API_MAX_UPLOAD_CHARS
-  characters of text in all are reported as failed without being ingested. Store and model are used in turns
-  (`turn`, the app's lock), so questions asked meanwhile wait for one turn, not for the request.
+  characters of text in all are reported as failed without being ingested.
+
+`ingest_uploads` runs on the calling thread; the app hands both edges one `IngestUploads` (api/factory.py) that
+runs it on the one ingest worker, so uploads from the API and from the page queue in one line.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from ingest.loaders import LoadFailure, load_file
-from ingest.pipeline import UPLOAD_ID_PREFIX, IngestReport, Turn, build_ingestor
+from ingest.pipeline import UPLOAD_ID_PREFIX, IngestReport, build_ingestor
 from rag.config import ApiSettings
 from rag.errors import DiskFullError, InputError, StoreError
 from rag.service import RagService
@@ -50,9 +52,11 @@ MAX_UPLOAD_NAME_BYTES = 200  # file systems allow 255 bytes; room is left for th
 COPY_BLOCK_BYTES = 1 << 20
 
 Upload = tuple[str | None, BinaryIO]  # the name the sender gave (never used as a path as it is), and the bytes
+# how an edge has a request's files ingested: awaited on the event loop, the work done on the ingest worker
+IngestUploads = Callable[[Sequence[Upload]], Awaitable[IngestReport]]
 
 
-def ingest_uploads(service: RagService, uploads: Sequence[Upload], *, turn: Turn | None = None) -> IngestReport:
+def ingest_uploads(service: RagService, uploads: Sequence[Upload]) -> IngestReport:
     """Save, load and ingest the files of one request (see the module docstring). Raises InputError for no
     file, too many, too many bytes or a name sent twice; DiskFullError when the disk fills."""
     limits = service.settings.api
@@ -72,7 +76,7 @@ def ingest_uploads(service: RagService, uploads: Sequence[Upload], *, turn: Turn
         files = _save_all([content for _, content in uploads], [request_folder / name for name in names], limits)
         budget = _TextBudget(limits.max_upload_chars)
         items = _namespaced_items(files, folder, budget, service.settings.ingest.max_document_chars)
-        report = build_ingestor(service, turn=turn).ingest_items(items, uploads=True)
+        report = build_ingestor(service).ingest_items(items, uploads=True)
         if report.stopped:
             raise DiskFullError(
                 f"{report.stopped} ({report.added} added and {report.updated} updated before it; no file was kept)"

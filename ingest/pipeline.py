@@ -7,9 +7,9 @@ Idempotent and resumable by construction:
   FINDINGS.md #2), then written article by article, the article record last (see store.replace_article).
 
 Bounded: a document longer than RAG_INGEST_MAX_DOCUMENT_CHARS, or cut into more than
-RAG_INGEST_MAX_CHUNKS_PER_DOCUMENT chunks, is reported as failed. Every use of the store and of the model runs
-inside a `turn` (the app's lock; nothing for the command line), one embedding slice or one article at a time,
-so a question asked during a long ingest waits for one turn, not for the ingest.
+RAG_INGEST_MAX_CHUNKS_PER_DOCUMENT chunks, is reported as failed. The store and the models are safe to share
+with questions asked meanwhile (the running app answers during an upload): nothing here holds a lock across
+an ingest, so a question never waits for one.
 
 Ids starting with UPLOAD_ID_PREFIX belong to files sent to the app (api/uploads.py): only that path writes
 them, and it writes no other id, so an upload can never replace or delete an article of the operator's corpus.
@@ -33,12 +33,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ingest.chunking import CHUNKER_VERSION, ChunkingPlan, chunk_article, embedding_text
 from ingest.loaders import (
@@ -62,12 +59,9 @@ from rag.types import Article, Chunk, without_surrogates
 logger = logging.getLogger(__name__)
 
 EMBED_GROUP_CHUNKS = 256  # chunks gathered across articles before embedding: enough to sort by length well
-EMBED_TURN_CHUNKS = 64  # chunks embedded per turn: what a question asked meanwhile may wait for
 ARTICLES_PER_TASK = 16  # articles of a JSONL/CSV file sent to a worker at once: fewer, larger messages
 TASKS_IN_FLIGHT_PER_WORKER = 4  # enough queued to keep workers busy; bounded, so memory is too
 UPLOAD_ID_PREFIX = "upload:"
-
-Turn = AbstractContextManager[Any]
 
 
 @dataclass
@@ -214,12 +208,10 @@ class Ingestor:
         fingerprint: str,
         *,
         limits: IngestSettings | None = None,
-        turn: Turn | None = None,
     ) -> None:
         self.store, self.embedder, self.sparse, self.plan = store, embedder, sparse, plan
         self.fingerprint = fingerprint
         self.limits = limits or IngestSettings()
-        self.turn: Turn = turn if turn is not None else nullcontext()
 
     def ingest_paths(
         self,
@@ -274,8 +266,7 @@ class Ingestor:
         return report
 
     def _known(self, shard: Shard) -> dict[str, Any]:
-        with self.turn:
-            stored_articles = list(self.store.iter_articles())
+        stored_articles = list(self.store.iter_articles())
         return {stored.article.id: stored for stored in stored_articles if shard.holds(stored.article.id)}
 
     def _work(self, known: Mapping[str, Any], shard: Shard, csv_columns: CsvColumns | None) -> ArticleWork:
@@ -379,14 +370,13 @@ class Ingestor:
         for entry in pending:
             count = len(entry.chunks)
             try:
-                with self.turn:
-                    self.store.replace_article(
-                        entry.article,
-                        entry.content_hash,
-                        entry.chunks,
-                        dense[offset : offset + count],
-                        sparse[offset : offset + count],
-                    )
+                self.store.replace_article(
+                    entry.article,
+                    entry.content_hash,
+                    entry.chunks,
+                    dense[offset : offset + count],
+                    sparse[offset : offset + count],
+                )
             except DiskFullError as exc:
                 report.failed.append(LoadFailure(path=entry.article.origin or entry.article.id, reason=exc.message))
                 raise
@@ -404,24 +394,9 @@ class Ingestor:
     def _vectors(self, pending: list[_Pending], report: IngestReport) -> tuple[Matrix, list[SparseVector]]:
         texts = [embedding_text(chunk) for entry in pending for chunk in entry.chunks]
         started = time.perf_counter()
-        dense = self._embed_in_turns(texts)
+        dense = self.embedder.embed_documents(texts)
         report.embedding_seconds += time.perf_counter() - started
         return dense, [vector for entry in pending for vector in entry.sparse]
-
-    def _embed_in_turns(self, texts: list[str]) -> Matrix:
-        """Embed in slices of EMBED_TURN_CHUNKS, each in a turn of its own. The texts are sorted by length
-        first, so each slice holds texts of like length (little padding) as one big call would."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        slices = []
-        for start in range(0, len(order), EMBED_TURN_CHUNKS):
-            with self.turn:
-                slices.append(
-                    self.embedder.embed_documents([texts[i] for i in order[start : start + EMBED_TURN_CHUNKS]])
-                )
-        by_length = np.concatenate(slices) if slices else np.zeros((0, self.embedder.dimension), dtype=np.float32)
-        dense = np.empty_like(by_length)
-        dense[order] = by_length
-        return dense
 
     def _delete_vanished(
         self, paths: Sequence[Path], known: dict[str, Any], seen: set[str], failed: Sequence[Path]
@@ -437,8 +412,7 @@ class Ingestor:
                 continue
             file = _resolved(Path(origin))
             if any(file.is_relative_to(root) for root in roots) and not any(file.is_relative_to(p) for p in unseen):
-                with self.turn:
-                    self.store.delete_article(article_id)
+                self.store.delete_article(article_id)
                 deleted += 1
         return deleted
 
@@ -633,18 +607,13 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def build_ingestor(service: RagService, *, turn: Turn | None = None) -> Ingestor:
-    """An Ingestor writing into the service's collection (created on first use). `turn`: held around each use
-    of the store and the model (the app's lock); none by default."""
-    turn = turn if turn is not None else nullcontext()
-    with turn:
-        service.open_for_writing()
+def build_ingestor(service: RagService) -> Ingestor:
+    """An Ingestor writing into the service's collection (created on first use)."""
+    service.open_for_writing()
     settings = service.settings
     plan = ChunkingPlan(max_tokens=settings.chunking.max_tokens, overlap_sentences=settings.chunking.overlap_sentences)
     fingerprint = content_fingerprint(service)
-    return Ingestor(
-        service.store, service.embedder, service.sparse, plan, fingerprint, limits=settings.ingest, turn=turn
-    )
+    return Ingestor(service.store, service.embedder, service.sparse, plan, fingerprint, limits=settings.ingest)
 
 
 def content_fingerprint(service: RagService) -> str:

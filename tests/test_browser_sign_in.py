@@ -1,4 +1,5 @@
-"""With a key set, the real page in headless Chromium shows a sign-in and nothing else until signed in."""
+"""With a key set, the real page in headless Chromium shows a sign-in and nothing else until signed in; signed
+in, a reader may add articles from the page."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,3 +96,41 @@ def test_the_page_shows_a_sign_in_and_nothing_else_until_signed_in(secured_app: 
         page.get_by_text("2027년까지 교체한다고 발표했다", exact=False).last.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "signed-in.png"), full_page=True)
         browser.close()
+
+
+def _signed_in_page(browser: Any, url: str) -> Any:
+    page = browser.new_page(locale="en-US")
+    page.goto(url, wait_until="networkidle")
+    page.fill("input[type=password]", KEY)
+    page.click("button[type=submit]")
+    # the English labels arrive with the page's load event: once they show, its updates cannot overwrite what
+    # the test does next (a file chosen before them could be cleared)
+    page.locator("#ask").get_by_text("Ask").wait_for(timeout=60_000)
+    return page
+
+
+def test_a_signed_in_reader_adds_an_article_from_the_page(secured_app: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    upload = tmp_path / "harbour.txt"
+    upload.write_text(
+        "항만 확장 계획\n\n해양수산부는 부산 신항 3부두를 2029년까지 확장한다고 밝혔다.", encoding="utf-8"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        page = _signed_in_page(browser, secured_app)
+        page.get_by_text("Add articles").click()
+        page.locator("#upload-files input[type=file]").set_input_files(str(upload))
+        page.locator("#upload-files").get_by_text("harbour.txt").wait_for(timeout=30_000)
+        page.locator("#upload").click()
+        page.locator("#upload-result").get_by_text("added 1").wait_for(timeout=60_000)
+        box = page.get_by_role("textbox").first
+        box.fill("부산 신항 3부두는 언제까지 확장하나?")
+        box.press("Enter")
+        page.get_by_text("2029년까지 확장한다고 밝혔다", exact=False).last.wait_for(timeout=60_000)
+        browser.close()
+    # the page's upload went through the app's one ingest line, the one POST /v1/ingest uses (and counts)
+    metrics = httpx.get(f"{secured_app}/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=30).text
+    assert 'rag_ingest_documents_total{outcome="added"} 1.0' in metrics

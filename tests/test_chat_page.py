@@ -3,6 +3,7 @@ filters, feedback and uploads over a fake-embedder service and real local Qdrant
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import re
@@ -326,12 +327,12 @@ def test_upload_from_the_page_goes_through_the_ingest_pipeline(page: ChatPage, t
     upload = tmp_path / "picked" / "rail.txt"
     upload.parent.mkdir()
     upload.write_text("철도 안전 대책\n\n국토교통부는 노후 철도 차량을 2027년까지 교체한다.", encoding="utf-8")
-    notice, sources, cleared = page.upload([str(upload)], "ko")
+    notice, sources, cleared = asyncio.run(page.upload([str(upload)], "ko"))
     assert "추가 1" in notice and cleared is None
     assert (page.service.settings.api.upload_dir / "rail.txt").is_file()  # kept like a POST /v1/ingest upload
     assert page.service.article("upload:rail.txt") is not None  # in the namespace of uploads
     assert sources["choices"][0] == ("전체 출처", "")
-    notice, _, _ = page.upload([], "ko")
+    notice, _, _ = asyncio.run(page.upload([], "ko"))
     assert "파일" in notice
 
 
@@ -406,3 +407,31 @@ def test_with_an_api_key_the_page_and_its_upload_are_behind_it(settings: Setting
         _served_element_ids(keyed)
     elements, _ = _served_element_ids(keyed, headers={"Authorization": "Bearer s3cret"})
     assert "conversation" in elements and "upload-files" in elements
+
+
+def test_a_reader_signed_in_with_the_key_gets_the_page_with_its_upload(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from app import create_app
+
+    keyed = settings.model_copy(
+        update={"api": ApiSettings(key=SecretStr("s3cret"), upload_dir=settings.api.upload_dir)}
+    )
+    service = RagService(keyed, embedder=FakeEmbedder())
+    try:
+        with TestClient(create_app(service)) as browser:
+            assert browser.get("/config", follow_redirects=False).status_code in {303, 401}
+            signed_in = browser.post("/login", data={"password": "s3cret", "next": "/"}, follow_redirects=False)
+            assert signed_in.status_code == 303 and "rag_session" in browser.cookies
+            config = browser.get("/config").json()
+    finally:
+        service.close()
+    by_id = {c["id"]: str(c.get("props", {}).get("elem_id")) for c in config["components"]}
+    assert "upload-files" in by_id.values()
+    # and the upload button is wired to a handler, not only shown
+    upload_button = next(id_ for id_, elem in by_id.items() if elem == "upload")
+    assert any(
+        [upload_button, "click"] in [list(target) for target in dependency.get("targets", [])]
+        for dependency in config["dependencies"]
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ from fastapi.testclient import TestClient
 
 from api.uploads import ingest_uploads
 from app import create_app
-from ingest import pipeline
 from ingest.pipeline import build_ingestor
 from rag.config import ApiSettings, Settings
 from rag.embed.fake import FakeEmbedder
-from rag.fair_lock import FairLock
 from rag.service import RagService
 
 from .conftest import SAMPLE_ARTICLE
@@ -180,61 +177,52 @@ def client(settings: Settings) -> Iterator[TestClient]:
     yield from _client(settings)
 
 
-class _SlowEmbedder(FakeEmbedder):
-    """Embedding documents takes a while (a real model on a busy CPU); questions are not slowed."""
+class _HeldEmbedder(FakeEmbedder):
+    """Embedding an upload's documents waits until the test lets it go (a long upload on a busy CPU); the
+    question's and its evidence's embeddings are not held."""
+
+    HELD_TEXT = "항만 소식"
 
     def __init__(self) -> None:
         super().__init__()
-        self.document_calls = 0
-        self.started = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        self.document_calls += 1
-        self.started.set()
-        time.sleep(0.3)
+        if any(self.HELD_TEXT in text for text in texts):
+            self.holding.set()
+            self.release.wait(HANG_SECONDS)
         return super().embed_documents(texts)
 
 
-def test_a_question_is_answered_while_a_long_upload_is_in_progress(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    embedder = _SlowEmbedder()
+def test_a_question_is_answered_while_a_long_upload_is_in_progress(settings: Settings) -> None:
+    embedder = _HeldEmbedder()
     service = RagService(settings, embedder=embedder)
     build_ingestor(service).ingest_paths([SAMPLE_ARTICLE])
-    embedder.started.clear()
-    monkeypatch.setattr(pipeline, "EMBED_TURN_CHUNKS", 2, raising=False)  # many short turns
     files = [
-        ("files", (f"n{i}.txt", f"항만 소식 {i}.\n\n{i}번 부두가 확장됐다. 예산이 늘었다.".encode())) for i in range(6)
+        ("files", (f"n{i}.txt", f"{_HeldEmbedder.HELD_TEXT} {i}.\n\n{i}번 부두가 확장됐다. 예산이 늘었다.".encode()))
+        for i in range(6)
     ]
     with TestClient(create_app(service, with_ui=False)) as client:
         upload: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: upload.update(response=client.post("/v1/ingest", files=files)))
-        thread.start()
-        assert embedder.started.wait(HANG_SECONDS)  # the upload is embedding
-        assert client.get("/readyz").status_code == 200
-        answer = client.post("/v1/answer", json={"question": "공동감사는 누가 맡나?"})
-        still_uploading = thread.is_alive()
-        thread.join(HANG_SECONDS)
-        assert answer.status_code == 200 and answer.json()["citations"]
-        assert still_uploading, "the question waited for the whole upload"
+        uploading = threading.Thread(target=lambda: upload.update(response=client.post("/v1/ingest", files=files)))
+        uploading.start()
+        try:
+            assert embedder.holding.wait(HANG_SECONDS)  # the upload is embedding, and stays there until released
+            assert client.get("/readyz").status_code == 200
+            asked: dict[str, Any] = {}
+            asking = threading.Thread(
+                target=lambda: asked.update(
+                    response=client.post("/v1/answer", json={"question": "공동감사는 누가 맡나?"})
+                )
+            )
+            asking.start()
+            asking.join(HANG_SECONDS)
+            # a lock held across the upload would keep the question waiting until the upload was let go
+            assert not asking.is_alive(), "the question waited for the upload"
+            assert asked["response"].status_code == 200 and asked["response"].json()["citations"]
+        finally:
+            embedder.release.set()
+            uploading.join(HANG_SECONDS)
         assert upload["response"].json()["added"] == 6
     service.close()
-
-
-def test_the_fair_lock_hands_turns_out_in_the_order_they_were_asked_for() -> None:
-    lock = FairLock()
-    order: list[int] = []
-    lock.acquire()
-    threads = []
-    for number in range(4):
-        thread = threading.Thread(target=lambda n=number: (lock.acquire(), order.append(n), lock.release()))
-        thread.start()
-        threads.append(thread)
-        deadline = time.monotonic() + HANG_SECONDS
-        while lock.waiting < number + 1:  # wait until this thread has taken its place in the queue
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-    lock.release()
-    for thread in threads:
-        thread.join(HANG_SECONDS)
-    assert order == [0, 1, 2, 3]
