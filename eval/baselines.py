@@ -2,13 +2,13 @@
 
 `VectorStoreIndex.from_documents` with the default `SentenceSplitter` (1024 tiktoken tokens, 200 overlap),
 the default in-memory `SimpleVectorStore`, the default embedding batch of 10 texts, and the same embedding
-model as ours (EmbeddingGemma by default, e5 in the figures up to session 7) behind a small `BaseEmbedding`
+model as ours (EmbeddingGemma by default, e5 in the figures of docs/benchmarks.md) behind a small `BaseEmbedding`
 adapter (llama-index-embeddings-huggingface is not a dependency).
 
 Prefixes: `HuggingFaceEmbedding(model_name="intfloat/multilingual-e5-small")` adds no instruction for e5
 (llama-index only knows instructions for BGE and Instructor models and overrides the model's own prompts
-with ""), so the adapter embeds raw text too. That is the pipeline as plainly written, FINDINGS.md's
-starting point; it is not the best llama-index can do.
+with ""), so the adapter embeds raw text too. That is the pipeline as plainly written, the starting
+point of docs/architecture.md's measured traps; it is not the best llama-index can do.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class LlamaIndexRanking:
 
     def __init__(self, retriever: Any, max_docs: int, info: dict[str, Any]) -> None:
         self._retriever, self.max_docs = retriever, max_docs
-        self.info = info  # nodes, build seconds, nodes longer than the model window (FINDINGS.md #1)
+        self.info = info  # nodes, build seconds, nodes longer than the model window (docs/architecture.md, trap 1)
 
     @classmethod
     def build(

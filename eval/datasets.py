@@ -1,4 +1,4 @@
-"""Evaluation data: the standard JSONL records (CONTRACT.md) and the adapters that produce them.
+"""Evaluation data: the standard JSONL records (docs/interfaces.md) and the adapters that produce them.
 
 - corpus JSONL     → `CorpusDocument` (a corpus file is also a valid ingest input)
 - questions JSONL  → `Question`

@@ -1,4 +1,4 @@
-"""`python -m ingest PATH [PATH ...]`: load news files into the collection (see CONTRACT.md).
+"""`python -m ingest PATH [PATH ...]`: load news files into the collection (see docs/interfaces.md).
 
 Exit codes: 0 every input ingested, 1 some inputs failed (the rest is ingested) or the disk filled up (the run
 stopped; what it wrote is reported), 2 usage or configuration (a `--sync` path that is missing or unreadable too).

@@ -1,6 +1,6 @@
 """Sentence-aware chunking with budgets in the embedding model's own tokens.
 
-FINDINGS.md #1: llama-index's default splitter counts tiktoken tokens, so a fifth of chunks on long
+docs/architecture.md, trap 1: llama-index's default splitter counts tiktoken tokens, so a fifth of chunks on long
 documents overflowed e5's 512-token window and their tails were never embedded. Here every chunk is
 packed from whole sentences (kiwipiepy boundaries, which handle Korean and English) until the model's
 own token count of `prefix + title + text` would pass the budget, and every chunk and sentence keeps its

@@ -4,7 +4,7 @@ Idempotent and resumable by construction:
 - an article's content hash (text, metadata and the collection fingerprint) is stored in its record;
   an unchanged article is skipped without embedding anything;
 - chunks are embedded across articles in large groups (sentence-transformers sorts each group by length,
-  FINDINGS.md #2), then written article by article, the article record last (see store.replace_article).
+  docs/architecture.md, trap 2), then written article by article, the article record last (see store.replace_article).
 
 Bounded: a document longer than RAG_INGEST_MAX_DOCUMENT_CHARS, or cut into more than
 RAG_INGEST_MAX_CHUNKS_PER_DOCUMENT chunks, is reported as failed. The store and the models are safe to share

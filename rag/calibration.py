@@ -1,7 +1,7 @@
 """Values measured per model, and the one registry of model names.
 
-Each embedding model scores similarities on its own scale, so the refusal cut-offs and the weights of the
-keyword sides were measured per model (README, "Refusal thresholds" and "Retrieval"); Settings falls back
+Each embedding model scores similarities on its own scale, so the refusal cut-offs and the weights of the keyword
+sides were measured per model (docs/benchmarks.md, "Refusal thresholds" and "Retrieval quality"); Settings falls back
 on these where the user set nothing (rag/config.py). The names of the provisioned model files live here too,
 so settings, provisioning and the command line spell them alike.
 """
@@ -45,7 +45,7 @@ class RefusalThresholds(NamedTuple):
 # "questions" are full translations, closer to their twin than a question is to its answer), set between the
 # sample article's answerable English questions and unrelated ones. `english`: from 20 answerable and 20
 # unrelated hand-written questions over the FOMC statements: e5's best cut-off; EmbeddingGemma separates them
-# completely and gets the midpoint (README, "Refusal thresholds").
+# completely and gets the midpoint (docs/benchmarks.md, "Refusal thresholds").
 MEASURED_EVIDENCE_THRESHOLDS: dict[str, RefusalThresholds] = {
     E5_EMBEDDING: RefusalThresholds(korean=0.85, other=0.745, english=0.80),
     GEMMA_EMBEDDING: RefusalThresholds(korean=0.44, other=0.35, english=0.31),

@@ -26,7 +26,7 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def limit_native_threads() -> None:
-    """FINDINGS.md #3: numpy's BLAS threads fight torch's on 2 cores; keep BLAS single-threaded.
+    """docs/architecture.md, trap 3: numpy's BLAS threads fight torch's on 2 cores; keep BLAS single-threaded.
 
     Must run before numpy is imported anywhere in the process.
     """

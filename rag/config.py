@@ -1,7 +1,7 @@
 """One typed Settings object, nested by concern, read from `RAG_*` environment variables and `.env`.
 
 Nested fields use a single underscore after the group name, so `RAG_QDRANT_PATH` sets `qdrant.path`
-and `RAG_OPENAI_BASE_URL` sets `openai.base_url` (the names CONTRACT.md promises).
+and `RAG_OPENAI_BASE_URL` sets `openai.base_url` (the names docs/interfaces.md promises).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP contract (CONTRACT.md) over a service with the fake embedder and real local Qdrant."""
+"""The HTTP interface (docs/interfaces.md) over a service with the fake embedder and real local Qdrant."""
 
 from __future__ import annotations
 

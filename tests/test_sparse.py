@@ -13,7 +13,7 @@ def test_korean_terms_keep_content_morphemes_and_drop_particles() -> None:
 
 
 def test_unknown_name_with_particle_still_shares_terms_with_the_bare_name() -> None:
-    # FINDINGS.md #4: kiwi splits an unknown name differently with a particle attached
+    # docs/architecture.md, trap 4: kiwi splits an unknown name differently with a particle attached
     analyzer = TermAnalyzer()
     question = set(analyzer.terms("이큐브랩의 대표는 누구인가"))
     article = set(analyzer.terms("LG CNS와 이큐브랩(대표 권순범)이 선임됐다"))

@@ -1,4 +1,4 @@
-""".jsonl: the CONTRACT corpus format (one article per line) and common dump variants."""
+""".jsonl: the corpus format of docs/interfaces.md (one article per line) and common dump variants."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ingest.loaders.decoding import BINARY_REASON, BOMS, SNIFF_BYTES, detect_enc
 from rag.errors import DocumentError
 from rag.types import Article
 
-# Field names tried in order; the CONTRACT names come first.
+# Field names tried in order; the docs/interfaces.md names come first.
 _TEXT_KEYS = ("text", "content", "body")
 _TEXT_FALLBACK_KEYS = ("content_text", "summary")  # the longest non-stub of these wins
 _TITLE_KEYS = ("title", "headline")
@@ -111,7 +111,7 @@ def _parse_json_line(raw: bytes, encoding: str) -> Mapping[str, Any]:
 
 
 def article_from_record(record: Mapping[str, Any], origin: str, fallback_id: str) -> Article:
-    """An Article from a corpus record (CONTRACT keys, or a common alternate per field).
+    """An Article from a corpus record (docs/interfaces.md keys, or a common alternate per field).
 
     Raises DocumentError naming the field when the text is missing or a field has the wrong type.
     Dates never fail: an unreadable date is None.

@@ -1,7 +1,7 @@
 """Files → cleaned `Article`s, one file at a time, by the loader registered for each suffix.
 
 Formats by suffix: .txt .md .markdown (scraped pages or plain notes), .html .htm (main text via
-trafilatura), .jsonl (the CONTRACT corpus format and common dump variants), .csv (column mapping or
+trafilatura), .jsonl (the corpus format of docs/interfaces.md and common dump variants), .csv (column mapping or
 auto-detected English/Korean headers), .pdf (text layer via pypdf).
 
 A problem with one file, or one line of a JSONL/CSV file, becomes a `LoadFailure` in the stream and the

@@ -1,6 +1,6 @@
 """Language model backends behind one small interface.
 
-- `local`: a GGUF through llama-cpp-python (ChatML; the model in MODELS.md rambles with other formats). The
+- `local`: a GGUF through llama-cpp-python (ChatML; this model rambles with other formats). The
   prompt is built as tokens: the template's control tokens from the template alone, message text tokenised
   with special tokens off, so no text can open or close a turn.
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, hosted APIs), through

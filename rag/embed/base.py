@@ -1,7 +1,7 @@
 """Dense embeddings: the protocol every backend meets, and what the backends share (prompt prefixes, identity).
 
 An embedder also counts tokens in its own tokenizer: chunk budgets must be measured in the tokens the
-model actually sees (FINDINGS.md #1), not in tiktoken's. The backends: rag/embed/torch_embedder.py,
+model actually sees (docs/architecture.md, trap 1), not in tiktoken's. The backends: rag/embed/torch_embedder.py,
 rag/embed/onnx_embedder.py, rag/embed/fake.py; rag/embed/factory.py picks one.
 """
 

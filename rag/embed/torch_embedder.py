@@ -1,7 +1,7 @@
 """Dense embeddings through sentence-transformers on torch: any sentence-transformers folder (or hub id).
 
 The embedder also counts tokens in its own tokenizer: chunk budgets must be measured in the tokens the
-model actually sees (FINDINGS.md #1), not in tiktoken's.
+model actually sees (docs/architecture.md, trap 1), not in tiktoken's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EmbeddingGemma-300M, the default embedding model, provisioned offline (MODELS.md).
+"""EmbeddingGemma-300M, the default embedding model, provisioned offline (docs/architecture.md, "Models, offline").
 
 Why the default: English questions over Korean articles. On the sample article among 2,372 Korean news
 articles, multilingual-e5-small leaves it outside the top 10 for "Who co-chairs the alliance?" and "Who audits

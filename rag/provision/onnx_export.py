@@ -6,7 +6,7 @@ normalisation) run by ONNX Runtime with its matrix weights stored as 8-bit block
 int8 compute) takes ~38 ms on 2 threads for a 31-token question (51 ms on one), and its vectors stay within
 cosine 0.999 of torch's, so a collection embedded by either backend serves the other.
 
-How, measured on Gemma 3 (session 8): `torch.onnx.export(..., dynamo=True)` with dynamic batch and sequence
+How, measured on Gemma 3 (2026-11-29): `torch.onnx.export(..., dynamo=True)` with dynamic batch and sequence
 axes (the legacy TorchScript exporter fails on it), then ONNX Runtime's weight-only quantiser. Dynamic int8
 quantisation (`quantize_dynamic`, per channel) was faster still (33 ms on one thread) but moved vectors to
 cosine 0.96-0.99; 4-bit weights 0.96-0.97; full precision took 81 ms. The export is checked against torch

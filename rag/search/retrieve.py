@@ -1,7 +1,7 @@
 """Question → ranked hits: dense + Korean-aware keyword search fused (store.py), then shaped.
 
-Whether the keyword side takes part depends on the question (FINDINGS.md #5, #8): an English question over
-Korean articles matches almost nothing by keywords, and fusing that noise pushes good dense hits down; an
+Whether the keyword side takes part depends on the question (docs/architecture.md, traps 5 and 8): an English question
+over Korean articles matches almost nothing by keywords, and fusing that noise pushes good dense hits down; an
 English question over English articles, or any Korean question, gains from it. The test is cheap: is the
 question in Hangul, or does one chunk hold most of its keywords? (Per chunk: Korean news is sprinkled with
 English words, so "smart", "city" and "alliance" each occur somewhere without any English text about them.)
@@ -125,7 +125,7 @@ class Retriever:
 def shape_hits(hits: list[Hit], *, top_k: int, max_per_article: int) -> list[Hit]:
     """Drop near-identical chunks (syndicated copies, overlapping windows) and demote chunks past the
     per-article cap behind those of other articles, so one long article cannot crowd out the rest
-    (FINDINGS.md #7); when there are not enough other articles, the demoted chunks fill the list."""
+    (docs/architecture.md, trap 7); when there are not enough other articles, the demoted chunks fill the list."""
     unique: list[Hit] = []
     first_with_text: dict[str, int] = {}
     for hit in hits:

@@ -1,6 +1,6 @@
 """Korean and English text → weighted keyword terms, and the sound keys of borrowed Korean nouns.
 
-Analysis, per language (FINDINGS.md #4-#6):
+Analysis, per language (docs/architecture.md, traps 4-6):
 - Korean: kiwipiepy morphemes, content tags only (nouns, verb/adjective stems, roots, numbers, hanja);
   plus character bigrams of each Hangul run, because kiwi can split an unknown proper noun differently
   in a question (`이큐브랩의` → 이/큐브/랩/의) than in the article (`이큐브랩`). Bigrams are weighted lower.

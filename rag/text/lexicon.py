@@ -28,7 +28,8 @@ import snowballstemmer
 logger = logging.getLogger(__name__)
 
 LEXICON_VERSION = "jmdict-kanjidic-ko-1"
-MAX_TRANSLATIONS = 6  # per English word; 3 or 10 measured a little lower (README, "Translated keywords")
+# per English word; 3 or 10 measured a little lower (docs/benchmarks.md, English questions over Korean news)
+MAX_TRANSLATIONS = 6
 # English prefixes that Korean renders as a word of its own: co-chair → 공동의장, co-host → 공동주최
 PREFIX_TRANSLATIONS: dict[str, tuple[str, ...]] = {"co": ("공동",)}
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*(?:-[A-Za-z]+)*")

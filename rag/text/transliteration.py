@@ -1,10 +1,10 @@
 """Sound keys that let an English word find its Korean transliteration: "alliance" ↔ 얼라이언스.
 
 Korean news writes English loanwords and foreign names in Hangul (얼라이언스, 플랫폼, 로렌스 리버모어), so an
-English question shares no keyword with the article that answers it, and a small multilingual embedding
-model does not always bridge the gap (FINDINGS.md #5). Both spellings keep most of the consonant sounds, so
-each side is reduced to a coarse consonant skeleton that survives transliteration: vowels dropped (English
-spelling and Korean epenthetic 으 disagree on them), voiced/unvoiced pairs merged (Korean ㄷ/ㅌ do not follow
+English question shares no keyword with the article that answers it, and a small multilingual embedding model
+does not always bridge the gap (docs/architecture.md, trap 5). Both spellings keep most of the consonant
+sounds, so each side is reduced to a coarse consonant skeleton that survives transliteration: vowels dropped
+(English spelling and Korean epenthetic 으 disagree on them), voiced/unvoiced pairs merged (Korean ㄷ/ㅌ do not follow
 English d/t reliably), r silent after a vowel (Korean follows non-rhotic English: smart → 스마트), a final
 ㅅ read as t (로봇 = robot). "alliance" and 얼라이언스 both become LNS; "platform" and 플랫폼 PLTPM.
 
