@@ -41,8 +41,10 @@ ingest: models
 	$(PYTHON) -m ingest data/
 
 # the chat page answers with the local LLM; RAG_LLM_BACKEND in the environment or .env overrides it
+# (an exported variable would outrank .env, so .env's value is read here first)
 run: models-llm ingest
-	RAG_LLM_BACKEND=$${RAG_LLM_BACKEND:-local} $(PYTHON) app.py
+	backend=$${RAG_LLM_BACKEND:-$$(sed -n 's/^RAG_LLM_BACKEND=//p' .env 2>/dev/null | tail -n 1 | tr -d "\"' ")}; \
+	RAG_LLM_BACKEND=$${backend:-local} $(PYTHON) app.py
 
 # Debian's chromium drives the chat page in the browser tests (Playwright's own browser download cannot work offline)
 CHROMIUM := /usr/bin/chromium
