@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also delete stored articles whose file under these paths is gone (a path that is missing or cannot be "
         "read stops the run before anything is deleted)",
     )
+    parser.add_argument(
+        "--sync-empty-folders",
+        action="store_true",
+        help="with --sync, go ahead when a given folder holds no files at all, deleting every article that came "
+        "from it (without this, such a folder stops the run: it is usually a share that is not mounted)",
+    )
     parser.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
     spread = parser.add_argument_group("spreading the work (docs/scaling.md)")
     spread.add_argument(
@@ -83,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         files, _ = discover_files(args.paths, log=False)  # only to size the progress bar; the run logs
         with _progress_bar(total=estimate_documents(files), enabled=sys.stderr.isatty()) as bar:
             report = ingestor.ingest_paths(
-                args.paths, sync=args.sync, csv_columns=columns, progress=bar, shard=shard, workers=args.workers
+                args.paths,
+                sync=args.sync,
+                csv_columns=columns,
+                progress=bar,
+                shard=shard,
+                workers=args.workers,
+                sync_empty_folders=args.sync_empty_folders,
             )
         if report.chunks or report.deleted:
             service.store.optimize()  # Qdrant Edge indexes only when told (rag/search/edge.py)

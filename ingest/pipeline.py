@@ -222,18 +222,22 @@ class Ingestor:
         progress: Any = None,
         shard: Shard = WHOLE,
         workers: int = 1,
+        sync_empty_folders: bool = False,
     ) -> IngestReport:
         """Ingest files and folders; with `sync`, delete stored articles from these inputs that vanished. With a
         `shard`, only that share of the articles (and of the deletions); with `workers` > 1, the work before
         embedding runs in that many processes.
 
         Raises InputError, before anything is written, when `sync` is asked for and a path is missing or
-        cannot be read: its articles would all look vanished."""
+        cannot be read, or is a folder without files that stored articles came from (unless
+        `sync_empty_folders`): its articles would all look vanished."""
         if sync:
             _check_sync_roots(paths)
         started = time.perf_counter()
         report = IngestReport()
         known = self._known(shard)
+        if sync and not sync_empty_folders:
+            _check_no_empty_sync_root(paths, known)
         problems: list[LoadFailure] = []
         work = self._work(known, shard, csv_columns)
         tasks = _file_tasks(paths, csv_columns, shard, self.limits.max_document_chars)
@@ -436,6 +440,26 @@ def _check_sync_roots(paths: Sequence[Path]) -> None:
                 f"--sync: {path} cannot be read ({exc.strerror or exc}); nothing was deleted. "
                 "Fix its permissions, or leave out --sync"
             ) from exc
+
+
+def _check_no_empty_sync_root(paths: Sequence[Path], known: Mapping[str, Any]) -> None:
+    """An unmounted share is usually an empty folder, not a missing one: --sync would take every article that
+    came from it for deleted. A folder with no file at all, while stored articles came from it, stops the run."""
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir() or any(entry.is_file() for entry in path.rglob("*")):
+            continue
+        root = _resolved(path)
+        stored = sum(
+            1
+            for stored in known.values()
+            if stored.article.origin is not None and _resolved(Path(stored.article.origin)).is_relative_to(root)
+        )
+        if stored:
+            raise InputError(
+                f"--sync: {path} holds no files, but {stored} stored article(s) came from it (an unmounted share?); "
+                "nothing was deleted. Mount or fill it, or add --sync-empty-folders to delete those articles"
+            )
 
 
 def _namespace_reason(article_id: str, uploads: bool) -> str:

@@ -182,6 +182,23 @@ def test_sync_with_a_missing_path_stops_before_deleting_anything(tmp_path: Path,
     assert (again["unchanged"], again["added"], again["deleted"]) == (2, 0, 0)  # both articles were kept
 
 
+def test_sync_with_an_empty_folder_that_articles_came_from_stops_before_deleting(tmp_path: Path, cli: Any) -> None:
+    first, second = _two_folders(tmp_path)
+    assert cli("ingest", str(first), str(second))[0] == 0
+    (second / "a.txt").unlink()  # what an unmounted share looks like: the mount point, empty
+    status, _, err = cli("ingest", str(first), str(second), "--sync", "--json")
+    assert status == 2
+    assert err.strip().splitlines()[-1] == (
+        f"error: --sync: {second} holds no files, but 1 stored article(s) came from it (an unmounted share?); "
+        "nothing was deleted. Mount or fill it, or add --sync-empty-folders to delete those articles"
+    )
+    assert json.loads(cli("ingest", str(first), "--json")[1])["unchanged"] == 1
+    status, out, _ = cli("ingest", str(first), str(second), "--sync", "--sync-empty-folders", "--json")
+    assert (status, json.loads(out)["deleted"]) == (0, 1)  # asked for: the empty folder's article goes
+    status, out, _ = cli("ingest", str(first), str(second), "--sync", "--json")
+    assert (status, json.loads(out)["deleted"]) == (0, 0)  # nothing stored from it any more: an empty folder is fine
+
+
 def test_sync_keeps_the_articles_of_a_folder_that_could_not_be_read(
     fake_service: RagService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
