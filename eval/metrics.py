@@ -236,9 +236,13 @@ def _contains(prediction: str, truth: str) -> float:
         # without spaces and without word boundaries.
         gold = normalize_answer_korquad(truth).replace(" ", "")
         return float(bool(gold) and gold in normalize_answer_korquad(prediction).replace(" ", ""))
-    # Other scripts: whole tokens only, so "cat" is not found in "bobcat".
+    # Other scripts: whole words only, so "cat" is not found in "bobcat"; but a Korean particle or ending may
+    # attach to a Latin word or a number ("TBC입니다", "1990년"), so only a Latin letter or digit beside the
+    # gold breaks the match.
     gold = normalize_answer_squad(truth)
-    return float(bool(gold) and f" {gold} " in f" {normalize_answer_squad(prediction)} ")
+    pattern = rf"(?<![^\W_]){re.escape(gold)}(?![^\W_])"
+    unattached = re.sub(r"(?<=[0-9a-z])(?=[가-힣])|(?<=[가-힣])(?=[0-9a-z])", " ", normalize_answer_squad(prediction))
+    return float(bool(gold) and re.search(pattern, unattached) is not None)
 
 
 def contains_answer(prediction: str, ground_truths: Sequence[str]) -> float:

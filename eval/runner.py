@@ -292,6 +292,15 @@ def audit_shown(answer: Answer, question: str, checker: ClaimChecker) -> list[st
     return failures
 
 
+def rescored(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record with its answer scores (and its extractive twin's) computed again from its answers."""
+    record = {**record, **score_answer(record)}
+    if isinstance(record.get(EXTRACTIVE), dict):
+        twin = record[EXTRACTIVE]
+        record[EXTRACTIVE] = {**twin, **score_answer({**record, **twin})}
+    return record
+
+
 def score_answer(record: dict[str, Any]) -> dict[str, Any]:
     """Answer, citation, refusal and claim-check scores of one record (pure)."""
     gold, relevant = record["answers"], record["relevant_doc_ids"]
@@ -620,7 +629,8 @@ def _baseline_factories(
 def _evaluate_all(
     evaluator: _Evaluator, selected: Sequence[Question], log: ResultLog
 ) -> tuple[list[dict[str, Any]], int]:
-    existing = log.load()
+    # answers are kept, scores recomputed: a resumed run scores every answer with the metrics of this code
+    existing = {question_id: rescored(record) for question_id, record in log.load().items()}
     todo = [q for q in selected if q.id not in existing or evaluator.missing(existing[q.id])]
     if len(todo) < len(selected):
         logger.info("resuming: %d of %d questions already in %s", len(selected) - len(todo), len(selected), log.path)

@@ -168,6 +168,23 @@ def test_rerun_resumes_without_recomputing_finished_questions(
     assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == len(QUESTIONS)
 
 
+def test_a_resumed_run_scores_its_stored_answers_again(
+    settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    first = run_evaluation(_config(eval_files, out), settings, embedder=FakeEmbedder())
+    results = out / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    for record in records:  # scores as a metric of older code might have left them
+        record.update(f1=0.0, em=0.0, contains=0.0, correct=False)
+    results.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+    again = run_evaluation(_config(eval_files, out), settings, embedder=FakeEmbedder())
+    assert again.computed == 0  # nothing answered again
+    assert again.metrics["answer"] == first.metrics["answer"]
+    assert first.metrics["answer"]["f1"] > 0  # so the comparison above could fail
+
+
 def test_results_of_another_corpus_are_not_resumed(
     settings: Settings, eval_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

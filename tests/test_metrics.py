@@ -203,6 +203,14 @@ def test_contains_answer_korean_ignores_spacing_and_particles() -> None:
 def test_contains_answer_english_whole_tokens() -> None:
     assert contains_answer("Rates were raised by the Federal Reserve.", ["Federal Reserve"]) == 1.0
     assert contains_answer("A bobcat was seen.", ["cat"]) == 0.0
+
+
+def test_contains_answer_latin_gold_with_a_korean_ending_attached() -> None:
+    # a Korean sentence attaches particles and endings to Latin words and numbers
+    assert contains_answer("이름은 TBC입니다.", ["TBC"]) == 1.0
+    assert contains_answer("1990년에 시작했다.", ["1990"]) == 1.0
+    assert contains_answer("이름은 jTBC입니다.", ["TBC"]) == 0.0  # another Latin word, not the gold
+    assert contains_answer("19901년", ["1990"]) == 0.0
     assert contains_answer("anything", ["...", ""]) == 0.0  # golds that normalise to nothing never match
     assert contains_answer("anything", []) == 0.0
 
