@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -22,19 +21,11 @@ from rag.config import ApiSettings, Settings
 from rag.embed.fake import FakeEmbedder
 from rag.feedback import FeedbackStore
 from rag.service import RagService
-from rag.types import Article
 
+from .sample_articles import ALLIANCE
 from .test_llm import ERROR_PAGE, SECRET
 
-ARTICLE = Article(
-    id="alliance",
-    title="스마트시티 융합 얼라이언스 출범",
-    text="얼라이언스가 공식 출범했다. 이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다. "
-    "공동감사는 한국기업데이터가 맡는다.",
-    date=dt.date(2024, 4, 20),
-    url="https://example.org/alliance",
-    source="icn",
-)
+ARTICLE = ALLIANCE
 
 
 def _client(settings: Settings, ingest: bool = True) -> Iterator[TestClient]:

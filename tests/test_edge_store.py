@@ -38,6 +38,7 @@ from rag.service import RagService
 from rag.types import Article, SearchFilters
 
 from .conftest import PROJECT_ROOT, make_settings, shared_data_dir
+from .store_battery import Ranking, search_battery
 
 QUERIES = [
     "국토교통부 철도 안전 대책",
@@ -48,7 +49,6 @@ QUERIES = [
     "코로나19 확진자 방역",
     "smart city internet platform computer",
 ]
-Ranking = list[tuple[str, float]]
 
 
 def _news_slice() -> list[Article]:
@@ -116,24 +116,7 @@ def _rankings(settings: Settings, filters: SearchFilters | None = None) -> list[
     # local mode through Qdrant's own query API: the oracle; Edge answers every query in its engine anyway
     store = QdrantStore(settings.qdrant, settings.collection, in_process_scoring=False)
     try:
-        out = []
-        for query in QUERIES:
-            dense = service.embedder.embed_query(query)
-            sparse = service.sparse.encode_query(query)
-            sound = service.sparse.encode_sound_query(query)
-            for hits in (
-                store.search_dense(dense, limit=10, filters=filters),
-                store.search_sparse(sparse, limit=10, filters=filters),
-                store.search(dense, [(sparse, 1.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                store.search(dense, [(sparse, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                store.search(
-                    dense, [(sparse, 1.0), (sound, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters
-                ),
-                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="rrf", rrf_k=5, filters=filters),
-            ):
-                out.append([(h.chunk.id, round(h.score, 4)) for h in hits])
-        return out
+        return search_battery(service, store, QUERIES, filters)
     finally:
         store.close()
 

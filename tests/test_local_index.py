@@ -23,6 +23,7 @@ from rag.search.store import QdrantStore
 from rag.service import RagService
 from rag.types import Article, SearchFilters
 from tests.conftest import shared_data_dir
+from tests.store_battery import Ranking, search_battery
 
 QUERIES = [
     "국토교통부 철도 안전 대책",
@@ -57,32 +58,11 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[A
     return settings, articles
 
 
-def _rankings(
-    settings: Settings, in_process: bool, filters: SearchFilters | None = None
-) -> list[list[tuple[str, float]]]:
+def _rankings(settings: Settings, in_process: bool, filters: SearchFilters | None = None) -> list[Ranking]:
     service = RagService(settings, embedder=FakeEmbedder())
     store = QdrantStore(settings.qdrant, settings.collection, in_process_scoring=in_process)
     try:
-        out = []
-        for query in QUERIES:
-            dense = service.embedder.embed_query(query)
-            sparse = service.sparse.encode_query(query)
-            sound = service.sparse.encode_sound_query(query)
-            for hits in (
-                store.search_dense(dense, limit=10, filters=filters),
-                store.search_sparse(sparse, limit=10, filters=filters),
-                store.search(dense, [(sparse, 1.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                # a fractional weight: the dense side is listed twice, the keyword side once
-                store.search(dense, [(sparse, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters),
-                # two keyword sides (a question's terms and its sound keys)
-                store.search(
-                    dense, [(sparse, 1.0), (sound, 0.5)], limit=10, candidates=20, fusion="dbsf", filters=filters
-                ),
-                store.search(dense, [(sparse, 2.0)], limit=10, candidates=20, fusion="rrf", rrf_k=5, filters=filters),
-            ):
-                out.append([(h.chunk.id, round(h.score, 4)) for h in hits])
-        return out
+        return search_battery(service, store, QUERIES, filters)
     finally:
         store.close()
 

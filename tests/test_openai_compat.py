@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -17,21 +16,14 @@ from ingest.pipeline import build_ingestor
 from rag.config import AnswerSettings
 from rag.embed.fake import FakeEmbedder
 from rag.service import RagService
-from rag.types import Article
 
 from .conftest import make_settings
 from .doubles import ScriptedLLM
+from .sample_articles import ALLIANCE
 from .served import serve
 
 KEY = "test-key"
-ARTICLE = Article(
-    id="alliance",
-    title="스마트시티 융합 얼라이언스 출범",
-    text="얼라이언스가 공식 출범했다. 이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다. "
-    "공동감사는 한국기업데이터가 맡는다.",
-    date=dt.date(2024, 4, 20),
-    url="https://example.org/alliance",
-)
+ARTICLE = ALLIANCE
 QUESTION = "초대 공동의장사는 어디인가?"
 
 

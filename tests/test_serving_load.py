@@ -3,7 +3,6 @@ fake OpenAI-compatible LLM server that takes its time, as a GPU server's generat
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -20,18 +19,12 @@ from rag.answer.llm import OpenAICompatibleLLM
 from rag.config import ApiSettings, Settings
 from rag.embed.fake import FakeEmbedder
 from rag.service import RagService
-from rag.types import Article
 
 from .fake_openai import FakeOpenAIServer
+from .sample_articles import ALLIANCE
 from .served import serve
 
-ARTICLE = Article(
-    id="alliance",
-    title="스마트시티 융합 얼라이언스 출범",
-    text="얼라이언스가 공식 출범했다. 이날 총회에서 초대 공동의장사로 LG CNS와 이큐브랩이 선임됐다. "
-    "공동감사는 한국기업데이터가 맡는다.",
-    date=dt.date(2024, 4, 20),
-)
+ARTICLE = ALLIANCE
 REPLY = "초대 공동의장사는 LG CNS와 이큐브랩이다 [1]."
 QUESTION = {"question": "초대 공동의장사는 어디인가?"}
 HANG_TIMEOUT_S = 120  # only to detect a hang: a healthy run takes seconds
