@@ -96,14 +96,14 @@ def drive(url: str, key: str | None, *, clients: int, seconds: float, warm_up: i
     stop_at = time.monotonic() + seconds
 
     def client(number: int) -> None:
-        with httpx.Client(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT_S) as session:
+        with httpx.Client(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT_S) as http:
             turn = number
             while time.monotonic() < stop_at:
                 question = questions[turn % len(questions)]
                 turn += clients
                 started = time.perf_counter()
                 try:
-                    status = str(session.post("/v1/answer", json={"question": question}).status_code)
+                    status = str(http.post("/v1/answer", json={"question": question}).status_code)
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 tally.add(status, (time.perf_counter() - started) * 1000)
