@@ -172,6 +172,12 @@ def pdf_file(content: bytes, *, pages: int, compress: bool = False) -> bytes:
         b"<< /Length %d%s >>\nstream\n%s\nendstream" % (len(stream), flate, stream),
         *[page] * pages,
     ]
+    return assemble_pdf(objects)
+
+
+def assemble_pdf(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """PDF bytes holding `objects` numbered from 1 (1 is the catalog), with their cross-reference table;
+    `trailer` adds entries to the trailer dictionary (e.g. b" /Info 6 0 R")."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -180,5 +186,5 @@ def pdf_file(content: bytes, *, pages: int, compress: bool = False) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
     return bytes(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.hostile_inputs import assemble_pdf
 from ingest.cleaning import clean_scraped_text, normalize_text, parse_date, split_leading_date
 from ingest.loaders import (
     SUPPORTED_SUFFIXES,
@@ -388,16 +389,7 @@ def _pdf(text: str | None, title: str | None = None) -> bytes:
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
         info,
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return assemble_pdf(objects, trailer=b" /Info 6 0 R")
 
 
 def test_pdf_text_layer_and_metadata_title(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import snowballstemmer
 
+from rag.text.analyzer import TermAnalyzer, eojeols
 from rag.text.hangul import contains_hangul
 from rag.text.quantities import MONTHS, Date, Quantity, values_in
 from rag.text.stopwords import ENGLISH_STOPWORDS
@@ -40,9 +41,6 @@ from rag.text.transliteration import english_key, hangul_key
 from rag.types import Citation, SentenceCheck
 
 if TYPE_CHECKING:
-    from kiwipiepy import Token
-
-    from rag.text.analyzer import TermAnalyzer
     from rag.text.lexicon import Lexicon
 
 ClaimKind = Literal["number", "date", "name", "link"]
@@ -347,7 +345,7 @@ class ClaimChecker:
         if not contains_hangul(text):
             return
         stems: list[str] = []
-        for eojeol in _eojeols(self.analyzer.tokens(text)):
+        for eojeol in eojeols(self.analyzer.tokens(text)):
             nouns = [t for t in eojeol if t.tag in ("NNG", "NNP")]
             for noun in nouns:
                 facts.hangul_words.add(noun.form)
@@ -365,18 +363,6 @@ class ClaimChecker:
         for first, second in itertools.pairwise(stems):
             facts.sound_keys.add(hangul_key(first + second))
         facts.sound_keys.discard("")
-
-
-def _eojeols(tokens: Sequence[Token]) -> list[list[Token]]:
-    """Tokens grouped by the space-separated word they come from."""
-    groups: list[list[Token]] = []
-    end = -1
-    for token in tokens:
-        if not groups or token.start > end:
-            groups.append([])
-        groups[-1].append(token)
-        end = token.end
-    return groups
 
 
 # ---- claim values and whether a text holds them ------------------------------------------------------

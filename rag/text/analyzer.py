@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -124,7 +125,7 @@ class TermAnalyzer:
 def _add_sound_keys(text: str, tokens: list[Token], keys: defaultdict[str, float]) -> None:
     """Keys of each eojeol's stem (kiwi splits unknown loanwords: 얼라이언스 → 얼라이언 + 스) and of each noun
     inside it, for the ones that look borrowed."""
-    for eojeol in _eojeols(tokens):
+    for eojeol in eojeols(tokens):
         stem_end = next((i for i, t in enumerate(eojeol) if t.tag.startswith(_GRAMMAR_TAG_PREFIXES)), len(eojeol))
         words = {token.form for token in eojeol[:stem_end] if token.tag in _NOUN_TAGS}
         if stem_end and eojeol[0].tag in _NOUN_TAGS:
@@ -138,7 +139,7 @@ def _add_sound_keys(text: str, tokens: list[Token], keys: defaultdict[str, float
                 keys[SOUND_KEY_PREFIX + key] += 1.0
 
 
-def _eojeols(tokens: list[Token]) -> list[list[Token]]:
+def eojeols(tokens: Sequence[Token]) -> list[list[Token]]:
     """Tokens grouped by the space-separated word they come from."""
     groups: list[list[Token]] = []
     end = -1
