@@ -48,6 +48,8 @@ def create_app(service: RagService | None = None, *, with_ui: bool = True) -> Fa
         queue), each to its end even if its client leaves (the files it reads close with the request)."""
         report = await ingest_workers.run(None, lambda token: ingest_uploads(service, uploads))
         metrics.observe_ingest(report.to_json())
+        if report.added or report.updated:
+            service.store.index_soon()  # Qdrant Edge: indexed beside the serving store, questions go on meanwhile
         return report
 
     @asynccontextmanager

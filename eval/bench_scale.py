@@ -9,8 +9,9 @@ vectors mean). Questions: KorQuAD questions' keyword terms and random unit vecto
 
 Each engine and size runs in processes of its own, so that one store's memory does not pollute the next:
 - write: the store's real write path (`replace_article`, article by article: chunks, stale chunks deleted,
-  the article record last), then Edge's optimisation (HNSW and keyword index) and closing (flush); while Edge
-  optimises, a thread keeps asking questions and the longest wait for an answer is recorded;
+  the article record last), then Edge's optimisation (HNSW and keyword index) as the serving app runs it (a child
+  process optimises a copy that then takes over) and closing (flush); meanwhile a thread keeps asking
+  questions, and how many were answered and the longest wait for one are recorded;
 - open and query: a fresh process opens the store and makes it ready for the first question (`warm_up`: local
   mode loads every point and builds the in-process index), then asks the questions; memory is the peak resident
   set of that process (Linux /proc; mapped files included).
@@ -100,6 +101,7 @@ class ScaleRow:
     optimize_s: float | None = None
     close_s: float | None = None
     longest_wait_while_optimizing_s: float | None = None
+    answered_while_optimizing: int | None = None
     write_peak_rss_mb: float | None = None
     open_s: float | None = None
     rss_mb: float | None = None
@@ -285,7 +287,8 @@ def write_phase(job: PhaseJob, messages: Any) -> None:
 
 
 def _optimize_with_a_reader(store: QdrantStore, dimension: int) -> dict[str, Any]:
-    """Optimise while another thread asks questions: how long did a question wait at most?"""
+    """Optimise as the serving app does (beside the serving shard) while another thread asks questions: how
+    many were answered meanwhile, and how long did one wait at most?"""
     rng = np.random.default_rng(SEED + 1)
     answered: list[float] = []
     running = threading.Event()
@@ -299,13 +302,15 @@ def _optimize_with_a_reader(store: QdrantStore, dimension: int) -> dict[str, Any
     reader = threading.Thread(target=ask, daemon=True)
     started = time.perf_counter()
     reader.start()
-    store.optimize()
+    store.optimize(while_serving=True)
     ended = time.perf_counter()
     running.clear()
     reader.join(timeout=600)
-    moments = [started, *[t for t in answered if t <= ended], ended]
+    during = [t for t in answered if t <= ended]
+    moments = [started, *during, ended]
     return {
         "optimize_s": ended - started,
+        "answered_while_optimizing": len(during),
         "longest_wait_while_optimizing_s": max(b - a for a, b in itertools.pairwise(moments)),
     }
 
@@ -398,7 +403,13 @@ def run_engine_size(
         row.written = int(written.get("written", 0))
         row.write_s = written.get("write_s") or written.get("seconds")
         row.stopped = stopped or written.get("stopped")
-        for name in ("optimize_s", "close_s", "longest_wait_while_optimizing_s", "write_peak_rss_mb"):
+        for name in (
+            "optimize_s",
+            "close_s",
+            "longest_wait_while_optimizing_s",
+            "answered_while_optimizing",
+            "write_peak_rss_mb",
+        ):
             setattr(row, name, written.get(name))
         if row.stopped:
             return row
@@ -495,9 +506,11 @@ def format_scale(result: dict[str, Any]) -> str:
         if row["stopped"]:
             notes.append(f"- {row['engine']} at {row['size']:,}: stopped ({row['stopped']})")
         if row["longest_wait_while_optimizing_s"] is not None and row["engine"].startswith("edge"):
+            answered = row.get("answered_while_optimizing")
             notes.append(
-                f"- {row['engine']} at {row['size']:,}: optimising took {row['optimize_s']:.1f} s; a question "
-                f"asked meanwhile waited up to {row['longest_wait_while_optimizing_s']:.1f} s"
+                f"- {row['engine']} at {row['size']:,}: optimising beside the serving shard took "
+                f"{row['optimize_s']:.1f} s; {answered if answered is not None else '?'} questions were answered "
+                f"meanwhile, the longest wait {row['longest_wait_while_optimizing_s']:.2f} s"
             )
     headers = [
         "engine",

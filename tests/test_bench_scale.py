@@ -89,7 +89,11 @@ def test_each_engine_reports_writes_opening_memory_and_latency(engine: str, pool
     for latency in (row.hybrid_ms, row.date_filtered_ms):
         assert 0 < latency["p50"] <= latency["p95"]
     assert not list((tmp_path / "work").iterdir())  # the collection is removed afterwards
-    assert f"| {engine}" in format_scale(_result([row]))
+    table = format_scale(_result([row]))
+    assert f"| {engine}" in table
+    if engine == "edge":  # optimised beside the serving shard, a reader thread counting its answers
+        assert row.optimize_s and row.optimize_s > 0 and row.answered_while_optimizing is not None
+        assert f"{row.answered_while_optimizing} questions were answered meanwhile" in table
 
 
 def test_a_run_past_its_budget_is_stopped_and_says_how_far_it_got(pool_file: Path, tmp_path: Path) -> None:

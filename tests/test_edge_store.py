@@ -5,7 +5,8 @@ pins the in-process scorer to). Real Korean and English news, the fake embedder,
 local-mode store and an Edge store: dense, keyword (IDF) and fused (DBSF, weighted RRF) rankings must agree, with
 and without date and source filters, before and after Edge optimises, and after articles change.
 Then what an embedded store must also do: survive `kill -9` after an acknowledged write, keep answering while a
-big write runs in another thread, and refuse a second process with the usual message.
+big write runs in another thread and while its index is rebuilt, and refuse a second process with the usual
+message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -33,6 +35,7 @@ from ingest.pipeline import build_ingestor
 from rag.config import QdrantSettings, Settings
 from rag.embed.fake import FakeEmbedder
 from rag.errors import CollectionNotFoundError, StoreLockedError
+from rag.search.edge import EdgeOptimizeError, shard_folder
 from rag.search.store import QdrantStore
 from rag.service import RagService
 from rag.types import Article, SearchFilters
@@ -210,7 +213,7 @@ def test_edge_ranks_as_the_oracle_after_changes_and_optimisation(stores: dict[st
 
 def _indexed_share(settings: Settings) -> float:
     """Share of the chunk points whose dense and sparse vectors sit in indexed segments (read from the shard)."""
-    shard = qdrant_edge.EdgeShard.load(str(settings.qdrant.path / "edge" / settings.collection))
+    shard = qdrant_edge.EdgeShard.load(str(shard_folder(settings.qdrant.path / "edge", settings.collection)))
     try:
         info = shard.info()
         return info.indexed_vectors_count / (2 * info.points_count) if info.points_count else 0.0
@@ -400,6 +403,228 @@ def test_app_start_up_indexes_what_uploads_left_unindexed(tmp_path: Path) -> Non
     finally:
         service.close()
     assert _indexed_share(settings) == 1.0
+
+
+# --- questions are answered while the index is rebuilt beside the serving shard -------------------------------
+
+# The optimiser's child process, held until the test says go: the test can then ask questions and write while
+# the optimisation is certainly under way, without guessing how long it takes.
+HELD_OPTIMIZER = textwrap.dedent(
+    """
+    import pathlib, runpy, sys, time
+    started, go, shard = (pathlib.Path(arg) for arg in sys.argv[1:])
+    started.touch()
+    while not go.exists():
+        time.sleep(0.02)
+    sys.argv = [sys.argv[0], str(shard)]
+    runpy.run_module("rag.search.edge_optimize", run_name="__main__")
+    """
+)
+
+
+def _policy_articles(count: int, start: int = 0) -> list[Article]:
+    # distinct term counts and lengths: no exact score ties, whose order no Qdrant engine fixes
+    return [
+        Article(id=f"a{i}", title=f"기사 {i}", text=f"{i}번째 정책 기사. " + "예산 " * (1 + i % 5) + "철도 " * (i % 7))
+        for i in range(start, start + count)
+    ]
+
+
+def _wait_for(path: Path, thread: threading.Thread) -> None:
+    """Until the held child has started (a timeout only detects a hang)."""
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        assert thread.is_alive(), "the optimisation ended before its child started"
+        assert time.monotonic() < deadline, "the optimiser child never started"
+        time.sleep(0.02)
+
+
+def test_questions_and_writes_go_on_while_edge_optimises_beside(tmp_path: Path) -> None:
+    """While a child process optimises a copy of the shard, this process answers every question (the old code
+    optimised in process, GIL held, and answered none) and takes writes; the copy then takes over with those
+    writes replayed, fully indexed, ranking as before, and the old shard folder is gone."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    started, go = tmp_path / "started", tmp_path / "go"
+    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(go)]
+    errors: list[BaseException] = []
+
+    def optimise() -> None:
+        try:
+            service.store.optimize(while_serving=True, optimizer=held)
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    try:
+        build_ingestor(service).ingest_articles(_policy_articles(50))
+        serving_folder = shard_folder(settings.qdrant.path / "edge", settings.collection)
+        optimiser = threading.Thread(target=optimise, daemon=True)
+        optimiser.start()
+        _wait_for(started, optimiser)
+        answered = [len(service.search("정책 예산 철도", top_k=5)) for _ in range(20)]
+        build_ingestor(service).ingest_articles(
+            [Article(id="late", title="항만", text="해양수산부는 항만 물류 대책을 내놓았다.")]
+        )
+        # answered by the serving shard, the late article's terms counted (keyword IDF, DBSF)
+        before = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        assert optimiser.is_alive()  # all of the above happened during the optimisation
+        assert answered == [5] * 20
+        go.touch()
+        optimiser.join(timeout=300)
+        assert not optimiser.is_alive() and not errors, errors
+        after = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        _assert_same([after], [before])
+        assert service.search("항만 물류", top_k=1)[0].chunk.article_id == "late"  # the replayed write
+        assert service.store.count_articles() == 51
+        assert service.store.unindexed_chunks() == 1  # only the late write, replayed, waits for the next round
+    finally:
+        service.close()
+    assert not serving_folder.exists()
+    assert shard_folder(settings.qdrant.path / "edge", settings.collection) != serving_folder
+    reopened = RagService(settings, embedder=FakeEmbedder())  # the swap holds after a restart
+    try:
+        assert reopened.store.count_articles() == 51
+        assert reopened.search("항만 물류", top_k=1)[0].chunk.article_id == "late"
+    finally:
+        reopened.close()
+
+
+def test_a_failed_optimisation_beside_leaves_the_serving_shard_as_it_was(tmp_path: Path) -> None:
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        build_ingestor(service).ingest_articles(_policy_articles(20))
+        edge_folder = settings.qdrant.path / "edge"
+        failing = [sys.executable, "-c", "import sys; sys.exit('out of memory, say')"]
+        with pytest.raises(EdgeOptimizeError, match="out of memory, say"):
+            service.store.optimize(while_serving=True, optimizer=failing)
+        assert shard_folder(edge_folder, settings.collection) == edge_folder / settings.collection
+        assert [p.name for p in edge_folder.iterdir() if "@" in p.name] == []  # the copy is gone
+        assert service.store.count_articles() == 20
+        build_ingestor(service).ingest_articles(_policy_articles(1, start=20))  # writes work as before
+        assert service.store.count_articles() == 21
+    finally:
+        service.close()
+
+
+def test_closing_the_store_stops_an_optimisation_beside_it(tmp_path: Path) -> None:
+    """The app shutting down does not wait minutes for an index nobody will use: the child is stopped, its copy
+    removed, and the shard is as it was."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    started, never = tmp_path / "started", tmp_path / "never"
+    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(never)]
+    errors: list[BaseException] = []
+
+    def optimise() -> None:
+        try:
+            service.store.optimize(while_serving=True, optimizer=held)
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    build_ingestor(service).ingest_articles(_policy_articles(20))
+    optimiser = threading.Thread(target=optimise, daemon=True)
+    optimiser.start()
+    _wait_for(started, optimiser)
+    service.close()
+    optimiser.join(timeout=300)
+    assert not optimiser.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], EdgeOptimizeError)
+    edge_folder = settings.qdrant.path / "edge"
+    assert [p.name for p in edge_folder.iterdir() if "@" in p.name] == []
+    with QdrantStore(settings.qdrant, settings.collection) as store:
+        assert store.count_articles() == 20
+
+
+def test_what_an_interrupted_swap_left_is_removed_at_open(tmp_path: Path) -> None:
+    """Killed mid-optimisation: the copy is left (the pointer still names the old shard); killed after the
+    pointer was written: the old folder is left. Either is removed when the store opens, and nothing is lost."""
+    settings = _engine_settings(tmp_path, "edge")
+    _ingest(settings, _policy_articles(20))
+    edge_folder = settings.qdrant.path / "edge"
+    shutil.copytree(edge_folder / settings.collection, edge_folder / f"{settings.collection}@cut-short")
+    with QdrantStore(settings.qdrant, settings.collection) as store:
+        assert store.count_articles() == 20
+        store.optimize(while_serving=True)
+    assert sorted(p.name for p in edge_folder.iterdir() if p.is_dir() and p.name.startswith(settings.collection + "@"))
+    current = shard_folder(edge_folder, settings.collection)
+    shutil.copytree(current, edge_folder / settings.collection)  # the old folder, as if its removal never came
+    with QdrantStore(settings.qdrant, settings.collection) as store:
+        assert store.count_articles() == 20
+        articles_folder = shard_folder(edge_folder, store.articles_collection)
+    left = sorted(p.name for p in edge_folder.iterdir() if p.is_dir())
+    assert left == sorted([current.name, articles_folder.name])
+
+
+def test_uploads_to_the_running_app_are_indexed_in_the_background(tmp_path: Path) -> None:
+    """`index_soon` after an upload: once enough chunks wait, a child process indexes them; questions are
+    answered throughout, and answers stay the same."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        build_ingestor(service).ingest_articles(_policy_articles(40))
+        before = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        waiting = service.store.unindexed_chunks()
+        assert waiting > 0
+        service.store.indexer.threshold = lambda: waiting + 1
+        service.store.index_soon()  # too few wait: nothing runs
+        assert service.store.indexer.wait(timeout=300) and service.store.indexer.rounds == 0
+        service.store.indexer.threshold = lambda: waiting
+        service.store.index_soon()
+        assert service.store.indexer.wait(timeout=300), "the background indexing hung"
+        assert service.store.indexer.rounds == 1
+        assert service.store.unindexed_chunks() == 0
+        after = [(h.chunk.id, round(h.score, 4)) for h in service.search("정책 예산 철도", top_k=5)]
+        _assert_same([after], [before])
+    finally:
+        service.close()
+    assert _indexed_share(settings) == 1.0
+
+
+def test_background_indexing_waits_for_enough_chunks_to_pass_the_indexing_threshold(tmp_path: Path) -> None:
+    """Edge leaves a segment under its indexing threshold brute-force whatever optimising does, so the app does
+    not copy the shard for fewer chunks than the threshold holds: 10,000 KB of float32 vectors by default."""
+    for threshold_kb, expected in ((None, math.ceil(10_000 * 1024 / (4 * FakeEmbedder().dimension))), (1, 4)):
+        settings = make_settings(tmp_path / f"t{threshold_kb}")
+        settings.qdrant = QdrantSettings(
+            path=tmp_path / f"t{threshold_kb}" / "qdrant", engine="edge", edge_indexing_threshold_kb=threshold_kb
+        )
+        _ingest(settings, _policy_articles(3))
+        with QdrantStore(settings.qdrant, settings.collection) as store:
+            assert store.indexer.threshold() == expected
+
+
+def test_an_upload_to_the_app_gets_indexed_beside_it(tmp_path: Path) -> None:
+    """POST /v1/ingest on an Edge store: the report comes back at once, and the chunks it wrote are indexed
+    in the background once they pass the collection's indexing threshold (1 KB here)."""
+    from fastapi.testclient import TestClient
+
+    from api.factory import create_app
+
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        build_ingestor(service).ingest_articles(_policy_articles(10))
+        service.store.optimize()
+        assert service.store.unindexed_chunks() == 0
+        with TestClient(create_app(service, with_ui=False)) as client:
+            # enough chunks to pass Edge's indexing threshold (below it, a segment stays brute-force)
+            files = [
+                (
+                    "files",
+                    (f"rail{i}.txt", f"철도 {i}\n\n국토교통부는 철도 {i}호선 안전 강화 대책을 발표했다.".encode()),
+                )
+                for i in range(12)
+            ]
+            response = client.post("/v1/ingest", files=files)
+            assert response.status_code == 200, response.text
+            assert service.store.indexer.wait(timeout=300), "the background indexing hung"
+            assert service.store.indexer.rounds == 1
+            assert service.store.unindexed_chunks() == 0
+            hits = client.post("/v1/search", json={"query": "철도 안전 강화 대책"}).json()["hits"]
+            assert any("안전 강화" in hit["text"] for hit in hits)
+    finally:
+        service.close()
 
 
 def test_dates_filter_the_same_in_both_engines(tmp_path: Path) -> None:

@@ -4,18 +4,24 @@ makes, so rag/search/store.py stays one store front over three engines: a server
 Why an adapter and not a second store: the store's rules (the article record written last as a commit marker,
 DBSF weights as repeated prefetches, the collection fingerprint) must be the same on every engine. Edge has its
 own API (one shard per collection, no collection metadata, explicit flush and optimize), so this module speaks
-the small subset of qdrant-client's API the store uses and translates it; nothing else imports qdrant_edge.
+the small subset of qdrant-client's API the store uses and translates it; nothing else imports qdrant_edge
+but the optimiser it starts as a child process (rag/search/edge_optimize.py).
 
 Layout under the store folder (`RAG_QDRANT_PATH`): `edge/NAME/` is the shard of collection NAME (segments and
 write-ahead log), `edge/NAME.json` its metadata, written last when a collection is created, so a collection
-without it was never completed. `edge/.lock` is held for the client's lifetime: Edge itself refuses a second
-opener of a shard, but only when the shard is first touched; the folder lock makes a second process fail at
-start-up with the same message as local mode.
+without it was never completed. After an optimisation beside the serving shard, the shard is `edge/NAME@HEX/`
+and `edge/NAME.shard` names it (written in one rename: before it, the old folder is the shard; after, the new);
+a folder of the collection that the pointer does not name is what an interrupted swap left, removed at open.
+`edge/.lock` is held for the client's lifetime: Edge itself refuses a second opener of a shard, but only when
+the shard is first touched; the folder lock makes a second process fail at start-up with the same message as
+local mode.
 
 What was measured of qdrant-edge-py 0.9.0 and shapes this module (docs/scaling.md):
 - Every call holds Python's GIL for its whole run; optimize (building HNSW and the sparse index) therefore
-  stalls every other Python thread of the process. Optimize runs only when the store is told to
-  (`QdrantStore.optimize`: at the end of `python -m ingest` and at app start-up), never on the query path.
+  stalls every other Python thread of the process. Optimize runs only when the store is told to, never on the
+  query path: in process where no question waits (end of `python -m ingest`, app start-up), and beside the
+  serving shard while the app serves (`optimize_beside`: a copy is optimised by a child process, writes made
+  meanwhile are replayed onto it, and it replaces the serving shard in one swap).
 - An acknowledged update survives `kill -9` (it is in the write-ahead log, replayed at load). Edge never
   flushes on its own, so the log grows and is replayed at every open: writes flush at most every
   FLUSH_INTERVAL_S, and closing flushes.
@@ -26,12 +32,16 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -44,8 +54,13 @@ if TYPE_CHECKING:
 EDGE_FOLDER = "edge"
 LOCK_FILE = ".lock"
 METADATA_SUFFIX = ".json"
+POINTER_SUFFIX = ".shard"  # names the shard folder once an optimisation beside the serving shard has replaced it
+COPY_MARK = "@"  # NAME@HEX: a shard folder made by such an optimisation (collection names cannot hold "@")
+OPTIMIZER_MODULE = "rag.search.edge_optimize"
 # no vector of its own: Edge needs at least one vector name per shard, so article records get an unused one
 NO_VECTOR = "none"
+DEFAULT_INDEXING_THRESHOLD_KB = 10_000  # Qdrant's, when a collection sets none
+SHARD_CONFIG = "edge_config.json"  # in a shard folder: the configuration Edge wrote at creation
 FLUSH_INTERVAL_S = 5.0  # Qdrant server's own default flush interval
 
 # keyed by qdrant-client's enum values (its enums are strings)
@@ -66,6 +81,10 @@ def _models() -> Any:
 
 class EdgeFolderLockedError(RuntimeError):
     """Another process holds the Edge folder."""
+
+
+class EdgeOptimizeError(RuntimeError):
+    """The child process that optimised a copy of a shard failed; the serving shard is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -127,14 +146,28 @@ class EdgeClient:
         self.tuning = tuning or EdgeTuning()
         folder.mkdir(parents=True, exist_ok=True)
         self._lock_file = _hold_folder_lock(folder / LOCK_FILE)
+        _remove_abandoned_copies(folder)
         self._shards: dict[str, edge.EdgeShard] = {}
-        self._shards_lock = threading.Lock()
+        # shard calls take turns (shards are not documented as safe to share between threads); the lock is held
+        # for each call only, so an optimisation beside the serving shard leaves reads and writes running
+        self._calls = threading.RLock()
+        # writes wait only while a shard is copied for an optimisation beside it, and while the copy takes over
+        self._writes = threading.Lock()
+        self._optimizing = threading.Lock()  # one optimisation beside the serving shards at a time
+        # per collection being optimised beside: the writes made since its copy, replayed onto the copy
+        self._replay: dict[str, list[Any]] = {}
+        self._optimizer: subprocess.Popen[str] | None = None  # the child optimising a copy, stopped at close
+        self._closed = False
         self._last_flush: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._shards_lock:
+        optimizer = self._optimizer
+        if optimizer is not None:
+            optimizer.kill()  # its copy is removed by optimize_beside, or at the next open
+        with self._calls:
+            self._closed = True
             shards, self._shards = self._shards, {}
         for shard in shards.values():
             shard.close()  # flushes
@@ -153,9 +186,10 @@ class EdgeClient:
         **_cluster: Any,
     ) -> None:
         """A new shard; the metadata file last (a folder without one is a creation cut short, redone here)."""
-        shard_path = self._shard_path(name)
-        if shard_path.exists():
-            shutil.rmtree(shard_path)
+        with self._calls:  # what a creation cut short, or a collection dropped half-way, left behind
+            shutil.rmtree(self._shard_path(name), ignore_errors=True)
+            self._pointer_path(name).unlink(missing_ok=True)
+            shutil.rmtree(self.folder / name, ignore_errors=True)
         dense = {vector: self._dense_params(params) for vector, params in vectors_config.items()}
         sparse = {
             vector: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if params.modifier else None)
@@ -165,9 +199,8 @@ class EdgeClient:
             sparse = {NO_VECTOR: edge.EdgeSparseVectorParams()}
         optimizers = edge.EdgeOptimizersConfig(indexing_threshold=self.tuning.indexing_threshold_kb)
         config = edge.EdgeConfig(vectors=dense or None, sparse_vectors=sparse or None, optimizers=optimizers)
-        shard = edge.EdgeShard.create(str(shard_path), config)
-        with self._shards_lock:
-            self._shards[name] = shard
+        with self._calls:
+            self._shards[name] = edge.EdgeShard.create(str(self.folder / name), config)
         _write_json_atomically(self._metadata_path(name), metadata or {})
 
     def get_collection(self, name: str) -> CollectionInfo:
@@ -175,23 +208,100 @@ class EdgeClient:
         return CollectionInfo(config=_Config(metadata=metadata))
 
     def delete_collection(self, name: str) -> None:
-        with self._shards_lock:
+        with self._writes, self._calls:
             shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
-        self._metadata_path(name).unlink(missing_ok=True)
-        shutil.rmtree(self._shard_path(name), ignore_errors=True)
+            if shard is not None:
+                shard.close()
+            shard_path = self._shard_path(name)
+            self._metadata_path(name).unlink(missing_ok=True)
+            self._pointer_path(name).unlink(missing_ok=True)
+            shutil.rmtree(shard_path, ignore_errors=True)
 
     def create_payload_index(self, name: str, field_name: str, field_schema: models.PayloadSchemaType) -> None:
         self._update(name, edge.UpdateOperation.create_field_index(field_name, _SCHEMAS[field_schema]))
 
     def optimize(self, name: str) -> bool:
-        """Build the HNSW and sparse indexes over what was written (blocks, GIL held: see the module docstring);
-        True when something was optimised."""
-        shard = self._shard(name)
-        optimized = bool(shard.optimize())
-        shard.flush()
+        """Build the HNSW and sparse indexes over what was written, in this process (blocks every thread, GIL
+        held: see the module docstring); True when something was optimised."""
+        with self._using(name) as shard:
+            optimized = bool(shard.optimize())
+            shard.flush()
         return optimized
+
+    def optimize_beside(self, name: str, optimizer: Sequence[str] | None = None) -> bool:
+        """Optimise a copy of the shard in a child process while this process keeps answering and writing, then
+        let the copy take over; True when something was optimised. Writes wait while the shard is copied (it
+        must not change under the copy) and while the copy takes over; reads wait only for the take-over
+        (opening the copy). `optimizer`: the child's command line before the copy's path (tests hold it).
+        Raises EdgeOptimizeError when the child fails; the serving shard is then unchanged."""
+        with self._optimizing:
+            copy = self.folder / f"{name}{COPY_MARK}{uuid.uuid4().hex[:12]}"
+            with self._writes:
+                with self._using(name) as shard:
+                    shard.flush()  # the segments and the log on disk hold every acknowledged write
+                    serving = self._shard_path(name)
+                shutil.copytree(serving, copy)
+                self._replay[name] = []
+            try:
+                optimized = self._optimize_in_child(copy, list(optimizer or [sys.executable, "-m", OPTIMIZER_MODULE]))
+                with self._writes:
+                    if self._closed:
+                        raise EdgeOptimizeError(f"the store closed while a copy of {name} was being optimised")
+                    optimized_shard = edge.EdgeShard.load(str(copy))
+                    for operation in self._replay.pop(name):
+                        optimized_shard.update(operation)
+                    optimized_shard.flush()
+                    with self._calls:
+                        replaced = self._shards.get(name)
+                        _write_text_atomically(self._pointer_path(name), copy.name)  # the swap, on disk
+                        self._shards[name] = optimized_shard
+                        if replaced is not None:
+                            replaced.close()
+            except BaseException:
+                with self._writes:
+                    self._replay.pop(name, None)
+                shutil.rmtree(copy, ignore_errors=True)
+                raise
+        shutil.rmtree(serving, ignore_errors=True)
+        return optimized
+
+    def _optimize_in_child(self, shard: Path, command: list[str]) -> bool:
+        """Run the optimiser (rag/search/edge_optimize.py) on `shard` in a process of its own, so that this
+        process's GIL stays free. Its last line of output says whether something was optimised."""
+        with subprocess.Popen(
+            [*command, str(shard)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as child:
+            self._optimizer = child
+            try:
+                output, errors = child.communicate()
+            finally:
+                self._optimizer = None
+        if child.returncode != 0:
+            detail = (errors or output).strip().splitlines()[-3:]
+            raise EdgeOptimizeError(
+                f"optimising a copy of {shard.name} failed (exit {child.returncode}): {' | '.join(detail)}"
+            )
+        lines = output.strip().splitlines()
+        return bool(lines) and lines[-1].strip() == "optimized"
+
+    def points_worth_indexing(self, name: str) -> int:
+        """Unindexed points from which optimising builds an index: Edge indexes a segment once its dense vectors
+        pass the collection's indexing threshold (kilobytes of float32 vectors); a smaller one stays
+        brute-force."""
+        try:
+            config = json.loads((self._shard_path(name) / SHARD_CONFIG).read_text(encoding="utf-8"))
+            threshold_kb = config["optimizers"].get("indexing_threshold") or DEFAULT_INDEXING_THRESHOLD_KB
+            dimension = max(int(vector["size"]) for vector in config["vectors"].values())
+        except (OSError, ValueError, KeyError, TypeError):  # a shard format this module does not know
+            threshold_kb, dimension = DEFAULT_INDEXING_THRESHOLD_KB, 384
+        return max(1, math.ceil(threshold_kb * 1024 / (4 * dimension)))
+
+    def unindexed_points(self, name: str, vectors_per_point: int) -> int:
+        """Points searched by brute force until the next optimisation (Edge counts each of a point's vectors
+        apart, hence `vectors_per_point`)."""
+        with self._using(name) as shard:
+            info = shard.info()
+        return max(0, info.points_count - info.indexed_vectors_count // max(1, vectors_per_point))
 
     # ---- writes ----------------------------------------------------------------------------------
 
@@ -209,23 +319,26 @@ class EdgeClient:
         self._update(name, operation)
 
     def _update(self, name: str, operation: Any) -> None:
-        shard = self._shard(name)
-        shard.update(operation)
-        now = time.monotonic()
-        if now - self._last_flush.setdefault(name, now) >= FLUSH_INTERVAL_S:
-            # bounds the write-ahead log replayed at the next open; durability against a killed process does
-            # not depend on it (the log has every acknowledged write), against a power cut it does
-            shard.flush()
-            self._last_flush[name] = now
+        with self._writes, self._using(name) as shard:
+            shard.update(operation)
+            if name in self._replay:
+                self._replay[name].append(operation)
+            now = time.monotonic()
+            if now - self._last_flush.setdefault(name, now) >= FLUSH_INTERVAL_S:
+                # bounds the write-ahead log replayed at the next open; durability against a killed process does
+                # not depend on it (the log has every acknowledged write), against a power cut it does
+                shard.flush()
+                self._last_flush[name] = now
 
     # ---- reads -----------------------------------------------------------------------------------
 
     def retrieve(
         self, name: str, ids: Sequence[Any], with_payload: Any = True, with_vectors: Any = False
     ) -> list[Point]:
-        records = self._shard(name).retrieve(
-            [str(pid) for pid in ids], _edge_with_payload(with_payload), _edge_with_vectors(with_vectors)
-        )
+        with self._using(name) as shard:
+            records = shard.retrieve(
+                [str(pid) for pid in ids], _edge_with_payload(with_payload), _edge_with_vectors(with_vectors)
+            )
         return [_point(record) for record in records]
 
     def scroll(
@@ -237,15 +350,18 @@ class EdgeClient:
             with_payload=_edge_with_payload(with_payload),
             with_vector=_edge_with_vectors(with_vectors),
         )
-        records, next_offset = self._shard(name).scroll(request)
+        with self._using(name) as shard:
+            records, next_offset = shard.scroll(request)
         return [_point(record) for record in records], str(next_offset) if next_offset is not None else None
 
     def facet(self, name: str, key: str, limit: int = 10, exact: bool = False) -> FacetResult:
-        response = self._shard(name).facet(edge.FacetRequest(key=key, limit=limit, exact=exact))
+        with self._using(name) as shard:
+            response = shard.facet(edge.FacetRequest(key=key, limit=limit, exact=exact))
         return FacetResult(hits=[FacetHit(value=hit.value, count=int(hit.count)) for hit in response.hits])
 
     def count(self, name: str, exact: bool = True) -> CountResult:
-        return CountResult(count=int(self._shard(name).count(edge.CountRequest(exact=exact))))
+        with self._using(name) as shard:
+            return CountResult(count=int(shard.count(edge.CountRequest(exact=exact))))
 
     def query_points(
         self,
@@ -268,7 +384,9 @@ class EdgeClient:
             with_vector=_edge_with_vectors(with_vectors),
             params=self._search_params(query),
         )
-        return QueryResult(points=[_point(scored) for scored in self._shard(name).query(request)])
+        with self._using(name) as shard:
+            scored_points = shard.query(request)
+        return QueryResult(points=[_point(scored) for scored in scored_points])
 
     def _edge_prefetch(self, prefetch: models.Prefetch) -> edge.Prefetch:
         return edge.Prefetch(
@@ -287,16 +405,21 @@ class EdgeClient:
 
     # ---- shards ----------------------------------------------------------------------------------
 
-    def _shard(self, name: str) -> edge.EdgeShard:
-        with self._shards_lock:
+    @contextmanager
+    def _using(self, name: str) -> Iterator[edge.EdgeShard]:
+        """The collection's shard (opened on first use), for one call; no other call runs meanwhile."""
+        with self._calls:
             shard = self._shards.get(name)
             if shard is None:
                 shard = edge.EdgeShard.load(str(self._shard_path(name)))
                 self._shards[name] = shard
-            return shard
+            yield shard
 
     def _shard_path(self, name: str) -> Path:
-        return self.folder / name
+        return shard_folder(self.folder, name)
+
+    def _pointer_path(self, name: str) -> Path:
+        return self.folder / (name + POINTER_SUFFIX)
 
     def _metadata_path(self, name: str) -> Path:
         return self.folder / (name + METADATA_SUFFIX)
@@ -407,6 +530,25 @@ def _as_list(conditions: Any) -> list[Any]:
     return list(conditions) if isinstance(conditions, Iterable) else [conditions]
 
 
+def shard_folder(folder: Path, name: str) -> Path:
+    """The folder of collection `name`'s shard under the Edge folder `folder` (see the module docstring)."""
+    pointer = folder / (name + POINTER_SUFFIX)
+    try:
+        return folder / pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return folder / name
+
+
+def _remove_abandoned_copies(folder: Path) -> None:
+    """Shard folders no collection names: a copy whose optimisation was cut short, or the folder a copy replaced
+    when the process died before removing it."""
+    for candidate in folder.iterdir():
+        name = candidate.name.split(COPY_MARK, 1)[0]
+        made_by_a_swap = COPY_MARK in candidate.name or (folder / (name + POINTER_SUFFIX)).is_file()
+        if made_by_a_swap and candidate.is_dir() and shard_folder(folder, name) != candidate:
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
 def _hold_folder_lock(path: Path) -> IO[str]:
     handle = path.open("a", encoding="utf-8")
     try:
@@ -418,6 +560,10 @@ def _hold_folder_lock(path: Path) -> IO[str]:
 
 
 def _write_json_atomically(path: Path, value: Any) -> None:
+    _write_text_atomically(path, json.dumps(value, ensure_ascii=False))
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)

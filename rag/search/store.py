@@ -54,6 +54,7 @@ from rag.errors import (
     StoreError,
     StoreLockedError,
 )
+from rag.search.background_indexing import BackgroundIndexer
 from rag.search.edge import EDGE_FOLDER, EdgeClient, EdgeFolderLockedError, EdgeTuning
 from rag.search.in_process_index import IndexedPoint, InProcessIndex
 from rag.search.payloads import (
@@ -102,9 +103,13 @@ class QdrantStore:
         client = _connect(settings)
         self._edge = isinstance(client, EdgeClient)
         # embedded Qdrant (local mode) keeps its points in plain dicts and arrays that a write resizes: a read
-        # during a write can fail or see half a point, so its calls take turns, Edge's too (its shards are not
-        # documented as safe to share between threads); a server client is thread-safe
-        self._client = client if settings.url else _OneCallAtATime(client)
+        # during a write can fail or see half a point, so its calls take turns; Edge's client makes its own calls
+        # take turns (so that an optimisation beside the serving shard does not hold them); a server client is
+        # thread-safe
+        self._client = client if settings.url or self._edge else _OneCallAtATime(client)
+        self._indexer = BackgroundIndexer(
+            self.unindexed_chunks, lambda: self.optimize(while_serving=True), self._chunks_worth_indexing
+        )
         # qdrant-client takes about a second to import; `python -m rag config` and --help do without it
         from qdrant_client import models
 
@@ -128,6 +133,7 @@ class QdrantStore:
         self.close()
 
     def close(self) -> None:
+        self._indexer.close()
         try:
             self._client.close()
         except Exception:  # closing twice or during interpreter shutdown is harmless
@@ -136,15 +142,39 @@ class QdrantStore:
     def exists(self) -> bool:
         return bool(self._client.collection_exists(self.collection))
 
-    def optimize(self) -> None:
+    def optimize(self, *, while_serving: bool = False, optimizer: Sequence[str] | None = None) -> None:
         """Index what was written. Only Qdrant Edge needs telling: a server optimises in the background and
-        local mode has no index. Edge blocks the whole process meanwhile (rag/search/edge.py), so callers run
-        this where no question waits: at the end of an ingest run, at app start-up."""
+        local mode has no index. In process, Edge blocks every thread meanwhile (rag/search/edge.py): right at
+        the end of an ingest run and at app start-up, where no question waits. `while_serving`: a child process
+        optimises a copy that then takes over, and this process keeps answering and writing meanwhile
+        (`optimizer`: that child's command, tests hold it)."""
         if self._edge and self.exists():
             started = time.perf_counter()
             for name in (self.collection, self.articles_collection):
-                self._client.optimize(name)
+                if while_serving:
+                    self._client.optimize_beside(name, optimizer)
+                else:
+                    self._client.optimize(name)
             logger.info("indexed collection %s in %.1f s", self.collection, time.perf_counter() - started)
+
+    def unindexed_chunks(self) -> int:
+        """Chunks Edge searches by brute force until the next optimisation (0 on the other engines)."""
+        if not self._edge or not self.exists():
+            return 0
+        return int(self._client.unindexed_points(self.collection, vectors_per_point=2))  # dense and sparse
+
+    def _chunks_worth_indexing(self) -> int:
+        return int(self._client.points_worth_indexing(self.collection))
+
+    def index_soon(self) -> None:
+        """After writes while serving: have Edge index them on a thread and in a process of their own, once
+        enough wait (rag/search/background_indexing.py). Returns at once; nothing to do on other engines."""
+        if self._edge:
+            self._indexer.request()
+
+    @property
+    def indexer(self) -> BackgroundIndexer:
+        return self._indexer
 
     def ensure_collection(self, spec: CollectionSpec) -> None:
         """Create the collections if missing; refuse to reuse ones built with other vector settings."""
