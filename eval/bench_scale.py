@@ -262,6 +262,7 @@ def write_phase(job: PhaseJob, messages: Any) -> None:
     pool = [PoolArticle(**item) for item in json.loads(Path(job.pool_file).read_text(encoding="utf-8"))]
     store = QdrantStore(_store_settings(job.engine, job.folder), COLLECTION)
     store.ensure_collection(_spec(job.dimension))
+    store.optimize_while_writing(store.settings.edge_optimize_every_chunks)  # as `python -m ingest` does
     started = time.perf_counter()
     last_report = started
     written = 0

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     service = RagService(settings)
     try:
         ingestor = build_ingestor(service)
+        # Qdrant Edge: index along the way, so memory stays bounded on a long run (rag/search/store.py)
+        service.store.optimize_while_writing(settings.qdrant.edge_optimize_every_chunks)
         files, _ = discover_files(args.paths, log=False)  # only to size the progress bar; the run logs
         with _progress_bar(total=estimate_documents(files), enabled=sys.stderr.isatty()) as bar:
             report = ingestor.ingest_paths(

@@ -149,6 +149,13 @@ class QdrantSettings(BaseModel):
         description="Edge only, new collections: a segment's vectors are searched by brute force until it holds "
         "this many kilobytes, then get an HNSW index when the store optimises. Unset: Qdrant's default (10,000).",
     )
+    edge_optimize_every_chunks: int = Field(
+        100_000,
+        ge=1,
+        description="Edge only: `python -m ingest` indexes each time this many chunks were written since the last "
+        "time, not only at the end. Edge holds unindexed points in memory (about 20 KB a chunk at 768 dimensions, "
+        "measured), so one long run without it outgrows the machine's memory.",
+    )
     url: str | None = Field(None, description="Qdrant server or cluster URL; when set, `path` is ignored.")
     api_key: SecretStr | None = Field(None, description="API key for the Qdrant server, if it needs one.")
     timeout_s: float = Field(30.0, gt=0, description="Request timeout against a Qdrant server.")

@@ -594,6 +594,47 @@ def test_background_indexing_waits_for_enough_chunks_to_pass_the_indexing_thresh
             assert store.indexer.threshold() == expected
 
 
+def test_a_long_write_indexes_along_the_way(tmp_path: Path) -> None:
+    """Edge keeps unindexed points in memory: a batch writer optimises every N chunks, so at most N wait."""
+    settings = _engine_settings(tmp_path, "edge")
+    service = RagService(settings, embedder=FakeEmbedder())
+    try:
+        service.store.optimize_while_writing(10)
+        build_ingestor(service).ingest_articles(_policy_articles(35))  # one chunk each
+        assert service.store.count_chunks() == 35
+        assert service.store.unindexed_chunks() == 5  # indexed at 10, 20 and 30
+        service.store.optimize_while_writing(None)
+        build_ingestor(service).ingest_articles(_policy_articles(12, start=35))
+        assert service.store.unindexed_chunks() == 17
+    finally:
+        service.close()
+
+
+def test_python_m_ingest_indexes_every_so_many_chunks(tmp_path: Path) -> None:
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for article in _policy_articles(35):
+        (folder / f"{article.id}.txt").write_text(f"{article.title}\n\n{article.text}", encoding="utf-8")
+    env = os.environ | {
+        "RAG_QDRANT_PATH": str(tmp_path / "qdrant"),
+        "RAG_QDRANT_ENGINE": "edge",
+        "RAG_QDRANT_EDGE_INDEXING_THRESHOLD_KB": "1",
+        "RAG_QDRANT_EDGE_OPTIMIZE_EVERY_CHUNKS": "10",
+        "RAG_MODELS_EMBEDDING": "fake",
+        "RAG_LOG_LEVEL": "INFO",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", str(folder)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("indexed collection") == 4, done.stderr  # at 10, 20, 30 chunks, and at the end
+
+
 def test_an_upload_to_the_app_gets_indexed_beside_it(tmp_path: Path) -> None:
     """POST /v1/ingest on an Edge store: the report comes back at once, and the chunks it wrote are indexed
     in the background once they pass the collection's indexing threshold (1 KB here)."""

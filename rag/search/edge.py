@@ -296,12 +296,13 @@ class EdgeClient:
             threshold_kb, dimension = DEFAULT_INDEXING_THRESHOLD_KB, 384
         return max(1, math.ceil(threshold_kb * 1024 / (4 * dimension)))
 
-    def unindexed_points(self, name: str, vectors_per_point: int) -> int:
-        """Points searched by brute force until the next optimisation (Edge counts each of a point's vectors
-        apart, hence `vectors_per_point`)."""
+    def unindexed_vectors(self, name: str, vectors_per_point: int) -> int:
+        """Vectors without their index yet: Edge counts each of a point's vectors apart, and a sparse vector is
+        indexed as it is written, so for points with one dense and one sparse vector this is the number whose
+        dense vector waits for HNSW (searched by brute force meanwhile)."""
         with self._using(name) as shard:
             info = shard.info()
-        return max(0, info.points_count - info.indexed_vectors_count // max(1, vectors_per_point))
+        return max(0, vectors_per_point * info.points_count - info.indexed_vectors_count)
 
     # ---- writes ----------------------------------------------------------------------------------
 

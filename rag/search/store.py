@@ -107,6 +107,8 @@ class QdrantStore:
         # take turns (so that an optimisation beside the serving shard does not hold them); a server client is
         # thread-safe
         self._client = client if settings.url or self._edge else _OneCallAtATime(client)
+        self._optimize_every: int | None = None  # chunks; set by batch writers (optimize_while_writing)
+        self._written_since_optimized = 0
         self._indexer = BackgroundIndexer(
             self.unindexed_chunks, lambda: self.optimize(while_serving=True), self._chunks_worth_indexing
         )
@@ -155,13 +157,22 @@ class QdrantStore:
                     self._client.optimize_beside(name, optimizer)
                 else:
                     self._client.optimize(name)
+            self._written_since_optimized = 0
             logger.info("indexed collection %s in %.1f s", self.collection, time.perf_counter() - started)
+
+    def optimize_while_writing(self, every_chunks: int | None) -> None:
+        """Batch writers with no question waiting (`python -m ingest`, bench-scale): optimise in process each
+        time `every_chunks` chunks were written since the last time (Edge only; None: only when told). Edge holds
+        unindexed points in memory-backed segments, so a long run that optimised only at its end would grow
+        without bound; indexed segments live in files."""
+        self._optimize_every = every_chunks if self._edge else None
+        self._written_since_optimized = 0
 
     def unindexed_chunks(self) -> int:
         """Chunks Edge searches by brute force until the next optimisation (0 on the other engines)."""
         if not self._edge or not self.exists():
             return 0
-        return int(self._client.unindexed_points(self.collection, vectors_per_point=2))  # dense and sparse
+        return int(self._client.unindexed_vectors(self.collection, vectors_per_point=2))  # dense and sparse
 
     def _chunks_worth_indexing(self) -> int:
         return int(self._client.points_worth_indexing(self.collection))
@@ -341,6 +352,10 @@ class QdrantStore:
         """
         with self._writing():
             self._replace_article(article, content_hash, chunks, dense, sparse)
+        if self._optimize_every is not None:
+            self._written_since_optimized += len(chunks)
+            if self._written_since_optimized >= self._optimize_every:
+                self.optimize()
 
     def _replace_article(
         self,
