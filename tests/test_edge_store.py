@@ -536,6 +536,36 @@ def test_closing_the_store_stops_an_optimisation_beside_it(tmp_path: Path) -> No
         assert store.count_articles() == 20
 
 
+def test_a_collection_dropped_during_an_optimisation_beside_stays_dropped(tmp_path: Path) -> None:
+    settings = _engine_settings(tmp_path, "edge")
+    store = QdrantStore(settings.qdrant, settings.collection)
+    service = RagService(settings, embedder=FakeEmbedder(), store=store)
+    started, go = tmp_path / "started", tmp_path / "go"
+    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(go)]
+    errors: list[BaseException] = []
+
+    def optimise() -> None:
+        try:
+            store.optimize(while_serving=True, optimizer=held)
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    try:
+        build_ingestor(service).ingest_articles(_policy_articles(20))
+        optimiser = threading.Thread(target=optimise, daemon=True)
+        optimiser.start()
+        _wait_for(started, optimiser)
+        store.drop()
+        go.touch()
+        optimiser.join(timeout=300)
+        assert not optimiser.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], EdgeOptimizeError), errors
+        assert not store.exists()
+        assert [p.name for p in (settings.qdrant.path / "edge").iterdir() if "@" in p.name] == []
+    finally:
+        service.close()
+
+
 def test_what_an_interrupted_swap_left_is_removed_at_open(tmp_path: Path) -> None:
     """Killed mid-optimisation: the copy is left (the pointer still names the old shard); killed after the
     pointer was written: the old folder is left. Either is removed when the store opens, and nothing is lost."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import math
 import os
 import shutil
@@ -50,6 +51,8 @@ import qdrant_edge as edge
 
 if TYPE_CHECKING:
     from qdrant_client import models
+
+logger = logging.getLogger(__name__)
 
 EDGE_FOLDER = "edge"
 LOCK_FILE = ".lock"
@@ -237,26 +240,14 @@ class EdgeClient:
         with self._optimizing:
             copy = self.folder / f"{name}{COPY_MARK}{uuid.uuid4().hex[:12]}"
             with self._writes:
-                with self._using(name) as shard:
-                    shard.flush()  # the segments and the log on disk hold every acknowledged write
+                with self._using(name) as serving_shard:
+                    serving_shard.flush()  # the segments and the log on disk hold every acknowledged write
                     serving = self._shard_path(name)
                 shutil.copytree(serving, copy)
                 self._replay[name] = []
             try:
                 optimized = self._optimize_in_child(copy, list(optimizer or [sys.executable, "-m", OPTIMIZER_MODULE]))
-                with self._writes:
-                    if self._closed:
-                        raise EdgeOptimizeError(f"the store closed while a copy of {name} was being optimised")
-                    optimized_shard = edge.EdgeShard.load(str(copy))
-                    for operation in self._replay.pop(name):
-                        optimized_shard.update(operation)
-                    optimized_shard.flush()
-                    with self._calls:
-                        replaced = self._shards.get(name)
-                        _write_text_atomically(self._pointer_path(name), copy.name)  # the swap, on disk
-                        self._shards[name] = optimized_shard
-                        if replaced is not None:
-                            replaced.close()
+                self._take_over(name, copy, serving_shard)
             except BaseException:
                 with self._writes:
                     self._replay.pop(name, None)
@@ -264,6 +255,29 @@ class EdgeClient:
                 raise
         shutil.rmtree(serving, ignore_errors=True)
         return optimized
+
+    def _take_over(self, name: str, copy: Path, serving_shard: edge.EdgeShard) -> None:
+        """Replay onto the optimised copy what was written meanwhile, then serve it instead of `serving_shard`.
+        Raises EdgeOptimizeError, nothing changed, if the store was closed or the collection dropped or
+        recreated meanwhile."""
+        with self._writes:
+            optimized_shard = edge.EdgeShard.load(str(copy))
+            try:
+                for operation in self._replay.pop(name):
+                    optimized_shard.update(operation)
+                optimized_shard.flush()
+                with self._calls:
+                    if self._closed or self._shards.get(name) is not serving_shard:
+                        raise EdgeOptimizeError(f"{name} was closed or replaced while a copy was being optimised")
+                    _write_text_atomically(self._pointer_path(name), copy.name)  # the swap, on disk
+                    self._shards[name] = optimized_shard
+            except BaseException:
+                optimized_shard.close()
+                raise
+        try:  # no call can reach it any more: each takes its shard under self._calls
+            serving_shard.close()
+        except Exception:  # the copy serves already; the old folder is removed all the same
+            logger.warning("closing the replaced shard of %s failed", name, exc_info=True)
 
     def _optimize_in_child(self, shard: Path, command: list[str]) -> bool:
         """Run the optimiser (rag/search/edge_optimize.py) on `shard` in a process of its own, so that this
