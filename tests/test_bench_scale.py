@@ -84,7 +84,7 @@ def test_each_engine_reports_writes_opening_memory_and_latency(engine: str, pool
     row = run_engine_size(engine, 300, pool_file, 16, limits, QUERY_JOB, tmp_path / "work")
     assert row.stopped is None, row.stopped
     assert row.written == 300 and row.write_rate and row.write_rate > 0
-    assert row.open_s and row.open_s > 0
+    assert row.open_s and row.open_s > 0 and row.reopen_s and row.reopen_s > 0
     assert row.peak_rss_mb and row.peak_rss_mb > 10
     for latency in (row.hybrid_ms, row.date_filtered_ms):
         assert 0 < latency["p50"] <= latency["p95"]
