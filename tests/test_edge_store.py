@@ -698,6 +698,16 @@ def test_an_upload_to_the_app_gets_indexed_beside_it(tmp_path: Path) -> None:
         service.close()
 
 
+def test_reading_a_missing_collection_fails_alike_in_both_engines(tmp_path: Path) -> None:
+    """The store's callers rely on local mode's ValueError for a collection that is not there; Edge's own
+    error ("Service runtime error: cannot load edge shard") was another type."""
+    for engine in ("local", "edge"):
+        with QdrantStore(QdrantSettings(path=tmp_path / engine, engine=engine), "nothing") as store:  # type: ignore[arg-type]
+            for read in (store.count_chunks, lambda: store.get_article("x"), lambda: list(store.iter_articles())):
+                with pytest.raises(ValueError, match="not found"):
+                    read()
+
+
 def test_dates_filter_the_same_in_both_engines(tmp_path: Path) -> None:
     articles = [
         Article(id=f"d{i}", title="철도", text=f"철도 안전 대책 {i}", date=dt.date(2024, 1, 1) + dt.timedelta(days=i))

@@ -426,6 +426,8 @@ class EdgeClient:
         with self._calls:
             shard = self._shards.get(name)
             if shard is None:
+                if not self.collection_exists(name):  # as qdrant-client's local mode says it
+                    raise ValueError(f"Collection {name} not found")
                 shard = edge.EdgeShard.load(str(self._shard_path(name)))
                 self._shards[name] = shard
             yield shard
