@@ -34,15 +34,11 @@ from rag.search.store import QdrantStore
 from rag.service import RagService
 from rag.types import Answer, Article, Citation
 from tests.doubles import ScriptedLLM
+from tests.sample_articles import ALLIANCE as SAMPLE_ALLIANCE
 
-ALLIANCE = Article(
-    id="alliance",
-    title="스마트시티 융합 얼라이언스 출범",
-    text="스마트시티 융합 얼라이언스 출범\n\n얼라이언스가 공식 출범했다. 이날 총회에서 초대 공동의장사로 LG CNS와 "
-    "이큐브랩이 선임됐다. 공동감사는 한국기업데이터가 맡는다.\n\n다음 총회는 내년에 열린다.",
-    date=dt.date(2024, 4, 20),
-    url="https://example.org/alliance",
-    source="icn",
+# the sample article laid out in paragraphs, as the page shows them (the cited one marked)
+ALLIANCE = SAMPLE_ALLIANCE.model_copy(
+    update={"text": f"{SAMPLE_ALLIANCE.title}\n\n{SAMPLE_ALLIANCE.text}\n\n다음 총회는 내년에 열린다."}
 )
 HOSTILE_TITLE = '<img src="http://attacker.invalid/t.png" onerror="window.__pwned=1">항만 보안'
 PLANTED_SENTENCE = (

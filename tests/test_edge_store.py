@@ -430,13 +430,31 @@ def _policy_articles(count: int, start: int = 0) -> list[Article]:
     ]
 
 
-def _wait_for(path: Path, thread: threading.Thread) -> None:
-    """Until the held child has started (a timeout only detects a hang)."""
-    deadline = time.monotonic() + 300
-    while not path.exists():
-        assert thread.is_alive(), "the optimisation ended before its child started"
+def _start_held_optimisation(store: QdrantStore, tmp_path: Path) -> tuple[threading.Thread, list[BaseException], Path]:
+    """An optimisation beside the serving shard on a thread of its own, its child held until the returned path
+    exists; returns once the child runs (the copy is made). Errors the optimisation raises are collected."""
+    started, go = tmp_path / "started", tmp_path / "go"
+    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(go)]
+    errors: list[BaseException] = []
+
+    def optimise() -> None:
+        try:
+            store.optimize(while_serving=True, optimizer=held)
+        except BaseException as exc:  # the test's assertions report it
+            errors.append(exc)
+
+    optimiser = threading.Thread(target=optimise, daemon=True)
+    optimiser.start()
+    deadline = time.monotonic() + 300  # hang detection only
+    while not started.exists():
+        assert optimiser.is_alive(), "the optimisation ended before its child started"
         assert time.monotonic() < deadline, "the optimiser child never started"
         time.sleep(0.02)
+    return optimiser, errors, go
+
+
+def _copies_left(edge_folder: Path) -> list[str]:
+    return [p.name for p in edge_folder.iterdir() if "@" in p.name]
 
 
 def test_questions_and_writes_go_on_while_edge_optimises_beside(tmp_path: Path) -> None:
@@ -445,22 +463,10 @@ def test_questions_and_writes_go_on_while_edge_optimises_beside(tmp_path: Path) 
     writes replayed, fully indexed, ranking as before, and the old shard folder is gone."""
     settings = _engine_settings(tmp_path, "edge")
     service = RagService(settings, embedder=FakeEmbedder())
-    started, go = tmp_path / "started", tmp_path / "go"
-    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(go)]
-    errors: list[BaseException] = []
-
-    def optimise() -> None:
-        try:
-            service.store.optimize(while_serving=True, optimizer=held)
-        except BaseException as exc:  # the assertion below reports it
-            errors.append(exc)
-
     try:
         build_ingestor(service).ingest_articles(_policy_articles(50))
         serving_folder = shard_folder(settings.qdrant.path / "edge", settings.collection)
-        optimiser = threading.Thread(target=optimise, daemon=True)
-        optimiser.start()
-        _wait_for(started, optimiser)
+        optimiser, errors, go = _start_held_optimisation(service.store, tmp_path)
         answered = [len(service.search("정책 예산 철도", top_k=5)) for _ in range(20)]
         build_ingestor(service).ingest_articles(
             [Article(id="late", title="항만", text="해양수산부는 항만 물류 대책을 내놓았다.")]
@@ -499,7 +505,7 @@ def test_a_failed_optimisation_beside_leaves_the_serving_shard_as_it_was(tmp_pat
         with pytest.raises(EdgeOptimizeError, match="out of memory, say"):
             service.store.optimize(while_serving=True, optimizer=failing)
         assert shard_folder(edge_folder, settings.collection) == edge_folder / settings.collection
-        assert [p.name for p in edge_folder.iterdir() if "@" in p.name] == []  # the copy is gone
+        assert _copies_left(edge_folder) == []
         assert service.store.count_articles() == 20
         build_ingestor(service).ingest_articles(_policy_articles(1, start=20))  # writes work as before
         assert service.store.count_articles() == 21
@@ -512,56 +518,31 @@ def test_closing_the_store_stops_an_optimisation_beside_it(tmp_path: Path) -> No
     removed, and the shard is as it was."""
     settings = _engine_settings(tmp_path, "edge")
     service = RagService(settings, embedder=FakeEmbedder())
-    started, never = tmp_path / "started", tmp_path / "never"
-    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(never)]
-    errors: list[BaseException] = []
-
-    def optimise() -> None:
-        try:
-            service.store.optimize(while_serving=True, optimizer=held)
-        except BaseException as exc:  # the assertion below reports it
-            errors.append(exc)
-
     build_ingestor(service).ingest_articles(_policy_articles(20))
-    optimiser = threading.Thread(target=optimise, daemon=True)
-    optimiser.start()
-    _wait_for(started, optimiser)
+    optimiser, errors, _ = _start_held_optimisation(service.store, tmp_path)  # never let go
     service.close()
     optimiser.join(timeout=300)
     assert not optimiser.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], EdgeOptimizeError)
-    edge_folder = settings.qdrant.path / "edge"
-    assert [p.name for p in edge_folder.iterdir() if "@" in p.name] == []
+    assert _copies_left(settings.qdrant.path / "edge") == []
     with QdrantStore(settings.qdrant, settings.collection) as store:
         assert store.count_articles() == 20
 
 
 def test_a_collection_dropped_during_an_optimisation_beside_stays_dropped(tmp_path: Path) -> None:
     settings = _engine_settings(tmp_path, "edge")
-    store = QdrantStore(settings.qdrant, settings.collection)
-    service = RagService(settings, embedder=FakeEmbedder(), store=store)
-    started, go = tmp_path / "started", tmp_path / "go"
-    held = [sys.executable, "-c", HELD_OPTIMIZER, str(started), str(go)]
-    errors: list[BaseException] = []
-
-    def optimise() -> None:
-        try:
-            store.optimize(while_serving=True, optimizer=held)
-        except BaseException as exc:  # the assertion below reports it
-            errors.append(exc)
-
+    service = RagService(settings, embedder=FakeEmbedder())
+    store = service.store
     try:
         build_ingestor(service).ingest_articles(_policy_articles(20))
-        optimiser = threading.Thread(target=optimise, daemon=True)
-        optimiser.start()
-        _wait_for(started, optimiser)
+        optimiser, errors, go = _start_held_optimisation(store, tmp_path)
         store.drop()
         go.touch()
         optimiser.join(timeout=300)
         assert not optimiser.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], EdgeOptimizeError), errors
         assert not store.exists()
-        assert [p.name for p in (settings.qdrant.path / "edge").iterdir() if "@" in p.name] == []
+        assert _copies_left(settings.qdrant.path / "edge") == []
     finally:
         service.close()
 
